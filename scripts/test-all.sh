@@ -1,0 +1,66 @@
+#!/bin/sh
+# test-all.sh - every check CI makes, from scratch, in build dirs under ./build-test/:
+#   1. gcc, -Werror: build, then the whole meson test suite (cmocka summaries printed)
+#   2. clang, -Werror: build and the unit suite
+#   3. gcc with ASan + UBSan (errors fatal, leaks checked): the whole suite
+#   4. TSan over the session and kernel tests (threads and shared models)
+#   5. valgrind over the unit suite (the scalar paths, as valgrind has no AVX-512)
+#   6. the ABI check against lib/abi/liblmrt.abi
+#   7. libFuzzer on the GGUF reader for FUZZ_SECONDS (default 60) when clang is present
+# Needs what scripts/install-deps.sh installs.
+set -eu
+cd "$(dirname "$0")/.."
+out=build-test
+fuzz_seconds=${FUZZ_SECONDS:-60}
+rm -rf "$out"
+mkdir -p "$out"
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "gcc -Werror build and tests"
+CC=gcc meson setup "$out/gcc" -Dwerror=true >/dev/null
+meson compile -C "$out/gcc"
+meson test -C "$out/gcc" -v --print-errorlogs
+
+step "clang -Werror build and unit tests"
+CC=clang meson setup "$out/clang" -Dwerror=true >/dev/null
+meson compile -C "$out/clang"
+meson test -C "$out/clang" -v --print-errorlogs --suite unit
+
+step "ASan + UBSan build and tests"
+CC=gcc meson setup "$out/asan" -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dc_args=-fno-sanitize-recover=all >/dev/null
+meson compile -C "$out/asan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    meson test -C "$out/asan" -v --print-errorlogs --no-suite install --no-suite python --no-suite rust
+
+step "TSan: sessions on many threads, the thread pool"
+CC=gcc meson setup "$out/tsan" -Db_sanitize=thread -Db_lundef=false >/dev/null
+meson compile -C "$out/tsan" tests/test_session tests/test_kernels
+TSAN_OPTIONS=halt_on_error=1 meson test -C "$out/tsan" -v --print-errorlogs --no-rebuild session kernels
+
+step "valgrind over the unit tests"
+meson test -C "$out/gcc" --print-errorlogs --suite unit \
+    --wrapper 'valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect' \
+    --timeout-multiplier 10
+
+step "ABI check"
+python3 scripts/abi-check.py "$out/gcc"
+
+if command -v clang >/dev/null 2>&1; then
+    step "libFuzzer: GGUF reader for ${fuzz_seconds}s"
+    CC=clang meson setup "$out/fuzz" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dtests=true >/dev/null
+    meson compile -C "$out/fuzz" fuzz_gguf
+    corpus="$out/fuzz/corpus-gguf"
+    mkdir -p "$corpus"
+    cp tests/fuzz/corpus/gguf/* "$corpus/"
+    fuzz_rc=0
+    "$out/fuzz/tests/fuzz/fuzz_gguf" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$out/fuzz/" \
+        -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_gguf.log" 2>&1 || fuzz_rc=$?
+    tail -n 12 "$out/fuzz/fuzz_gguf.log"
+    [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_gguf failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
+fi
+
+step "all checks passed"

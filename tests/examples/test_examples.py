@@ -1,0 +1,166 @@
+"""test_examples.py - the command-line examples as a user runs them: lmrt-info and
+lmrt-caps on real, hand-made and hostile GGUF files. A crash, a hang or a zero
+exit on a broken file fails the test.
+
+usage: python3 test_examples.py BUILD_EXAMPLES_DIR SOURCE_ROOT
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import unittest
+
+EXAMPLES, ROOT = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import lmrt_gguf as g  # noqa: E402
+
+STORIES = os.path.join(ROOT, "lib", "model", "builtin", "stories260K.gguf")
+TIMEOUT = 20
+
+
+def run(tool, *args):
+    p = subprocess.run([os.path.join(EXAMPLES, tool), *args], capture_output=True,
+                       timeout=TIMEOUT, text=True, errors="replace")
+    return p.returncode, p.stdout, p.stderr
+
+
+def small_model(multimodal=False, policy=None):
+    w = g.Writer()
+    w.add_str("general.architecture", "llama")
+    w.add_str("general.name", "tiny")
+    w.add_u32("llama.block_count", 1)
+    w.add_u32("llama.embedding_length", 32)
+    w.add_array("tokenizer.ggml.tokens", g.STRING, ["<unk>", "<s>", "</s>", "a"])
+    w.add_array("tokenizer.ggml.scores", g.FLOAT32, [0.0, 0.0, 0.0, -1.5])
+    for key, values in (policy or {}).items():
+        w.add_array(key, g.STRING, values)
+    w.add_tensor("token_embd.weight", "F32", [32, 4], bytes(32 * 4 * 4))
+    w.add_tensor("blk.0.attn_q.weight", "Q8_0", [32, 32], bytes(32 * 34))
+    if multimodal:
+        w.add_tensor("v.patch_embd.weight", "F16", [32, 2], bytes(32 * 2 * 2))
+        w.add_tensor("a.conv1d.1.weight", "F16", [32, 2], bytes(32 * 2 * 2))
+    return w.to_bytes()
+
+
+class Scratch(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def file(self, name, data):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        return path
+
+
+class InfoTest(Scratch):
+    def test_builtin_model_prints_metadata_and_tensors(self):
+        rc, out, err = run("lmrt-info")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("architecture: llama", out)
+        self.assertIn("metadata (19 keys)", out)
+        self.assertIn("tensors (48)", out)
+        self.assertIn("token_embd.weight", out)
+
+    def test_file_matches_independent_reader(self):
+        rc, out, err = run("lmrt-info", STORIES)
+        self.assertEqual(rc, 0, err)
+        ref = g.Reader(STORIES)
+        for name, (type_name, dims, _) in ref.tensors.items():
+            shape = " x ".join(str(d) for d in dims)
+            self.assertRegex(out, r"\b%s\s+%s\s+%s\b" % (name.replace(".", r"\."), type_name, shape))
+
+    def test_every_truncation_is_a_format_error(self):
+        data = small_model(multimodal=True)
+        self.assertEqual(run("lmrt-info", self.file("ok.gguf", data))[0], 0)
+        for n in range(len(data)):
+            path = self.file("cut.gguf", data[:n])
+            rc, out, err = run("lmrt-info", path)
+            self.assertEqual(rc, 1, "truncated at %d: rc %d %s" % (n, rc, err))
+            self.assertIn("LMRT_E_FORMAT", err, "truncated at %d" % n)
+
+    def test_random_corruption_never_crashes(self):
+        data = bytearray(small_model(multimodal=True))
+        rng = random.Random(1234)
+        header_end = len(data) - 32 * 4 * 4 - 32 * 34 - 2 * 128
+        for i in range(400):
+            bad = bytearray(data)
+            for _ in range(rng.randint(1, 4)):
+                pos = rng.randrange(header_end)
+                bad[pos] = rng.choice([0, 0xFF, 0x7F, 0x80, rng.randrange(256)])
+            rc, out, err = run("lmrt-info", self.file("bad.gguf", bytes(bad)))
+            self.assertIn(rc, (0, 1), "mutant %d: rc %d %s" % (i, rc, err[-500:]))
+            if rc == 1:
+                self.assertIn("lmrt-info: LMRT_E_", err)
+
+    def test_missing_file_is_an_io_error(self):
+        rc, out, err = run("lmrt-info", "/nonexistent/x.gguf")
+        self.assertEqual(rc, 1)
+        self.assertIn("LMRT_E_IO", err)
+        self.assertIn("/nonexistent/x.gguf", err)
+
+
+class CapsTest(Scratch):
+    def test_builtin_model_is_text_only_everywhere(self):
+        rc, out, err = run("lmrt-caps", "--region", "DE")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("text       licensed", out)
+        self.assertIn("image      not in this model", out)
+
+    def test_multimodal_model_in_eu_and_us(self):
+        path = self.file("mm.gguf", small_model(multimodal=True))
+        rc, out, err = run("lmrt-caps", "-m", path, "--region", "fr", "--json")
+        self.assertEqual(rc, 0, err)
+        caps = json.loads(out)
+        self.assertEqual(caps["region"], "FR")
+        self.assertTrue(caps["region_in_eu"])
+        self.assertEqual(caps["present"], ["text", "image", "audio"])
+        self.assertEqual(caps["licensed"], ["text"])
+        self.assertEqual(caps["withheld"]["audio"], "audio withheld in FR: multimodal models "
+                         "are not licensed in the European Union (default policy)")
+        self.assertIn("cpu", caps["runtime"]["backends"])
+        for region in ("US", "JP", "BR", "NO", "CH", "GB"):
+            caps = json.loads(run("lmrt-caps", "-m", path, "--region", region, "--json")[1])
+            self.assertEqual(caps["licensed"], ["text", "image", "audio"], region)
+
+    def test_unknown_region_fails_closed(self):
+        path = self.file("mm.gguf", small_model(multimodal=True))
+        caps = json.loads(run("lmrt-caps", "-m", path, "--region", "XX", "--json")[1])
+        self.assertFalse(caps["region_known"])
+        self.assertEqual(caps["licensed"], ["text"])
+
+    def test_invalid_region_exits_nonzero_with_message(self):
+        for bad in ("DEU", "1A", "D", "d\u20ac"):
+            rc, out, err = run("lmrt-caps", "--region", bad)
+            self.assertEqual(rc, 1, bad)
+            self.assertIn("LMRT_E_INVALID_ARG", err)
+            self.assertIn("ISO 3166-1", err)
+
+    def test_model_and_deployer_policies_narrow(self):
+        path = self.file("mm.gguf", small_model(multimodal=True,
+                                                policy={"lmrt.policy.audio.deny": ["US"]}))
+        caps = json.loads(run("lmrt-caps", "-m", path, "--region", "US", "--json")[1])
+        self.assertEqual(caps["licensed"], ["text", "image"])
+        self.assertIn("model policy", caps["withheld"]["audio"])
+        policy = self.file("deployer.policy", "# ours\nallow image JP  # only Japan\n")
+        rc, out, err = run("lmrt-caps", "-m", path, "--region", "US", "--policy", policy, "--json")
+        self.assertEqual(rc, 0, err)
+        caps = json.loads(out)
+        self.assertEqual(caps["licensed"], ["text"])
+        self.assertIn("deployer policy", caps["withheld"]["image"])
+
+    def test_hostile_files_are_errors_not_crashes(self):
+        data = small_model(multimodal=True)
+        for n in range(0, len(data), 7):
+            rc, out, err = run("lmrt-caps", "-m", self.file("cut.gguf", data[:n]), "--region", "US")
+            self.assertEqual(rc, 1, "truncated at %d: %s" % (n, err))
+            self.assertIn("LMRT_E_FORMAT", err)
+
+
+if __name__ == "__main__":
+    unittest.main(argv=[sys.argv[0], "-v"])
