@@ -1,0 +1,107 @@
+/* cpu_attention.c - causal grouped-query attention over the KV cache on the CPU.
+ * The op splits the (token, head) pairs over the thread pool; the scalar kernel
+ * computes one pair: scores, max-subtracted softmax, weighted sum of values.
+ * It reads the cache as laid out in backend.h and writes nothing else. */
+#include <math.h>
+#include <stdint.h>
+
+#include "backend/cpu/cpu_ops.h"
+#include "base/error.h"
+#include "tensor/quant.h"
+
+/* Query t of head h sits at absolute position n_past + t and sees cache
+ * positions 0 .. n_past + t; head h reads kv head h / (n_head / n_head_kv).
+ * Scores are dot_f32 * scale (float); the exponentials are float (expf), their
+ * sum is accumulated in double; the weighted sum of values is accumulated in
+ * float in position order and divided by the sum at the end. Bound by reading
+ * K and V once per query head: 2 * (n_past + t + 1) * head_dim floats. */
+void cpu_attention_head_scalar(const attention_params *p, const float *q, const float *k,
+                               const float *v, float *out, int32_t t, int32_t h,
+                               float *scratch)
+{
+    const int32_t hd = p->head_dim;
+    const int32_t kv_head = h / (p->n_head / p->n_head_kv);
+    const int64_t n_kv = (int64_t)p->n_past + t + 1;
+    const size_t kv_off = (size_t)kv_head * (size_t)hd;
+    const float *qh = q + ((size_t)t * (size_t)p->n_head + (size_t)h) * (size_t)hd;
+    float *oh = out + ((size_t)t * (size_t)p->n_head + (size_t)h) * (size_t)hd;
+    float *score = scratch;  /* [n_kv] */
+
+    float max = -INFINITY;
+    for (int64_t j = 0; j < n_kv; j++) {
+        const float *kj = k + (size_t)j * (size_t)p->kv_stride + kv_off;
+        score[j] = dot_f32(qh, kj, hd) * p->scale;
+        if (score[j] > max)
+            max = score[j];
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < n_kv; j++) {
+        score[j] = expf(score[j] - max);
+        sum += score[j];
+    }
+    for (int32_t d = 0; d < hd; d++)
+        oh[d] = 0.0f;
+    for (int64_t j = 0; j < n_kv; j++) {
+        const float *vj = v + (size_t)j * (size_t)p->kv_stride + kv_off;
+        const float w = score[j];
+        for (int32_t d = 0; d < hd; d++)
+            oh[d] += w * vj[d];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int32_t d = 0; d < hd; d++)
+        oh[d] *= inv;
+}
+
+typedef struct attention_job {
+    backend_ctx *ctx;
+    const attention_params *p;
+    const float *q, *k, *v;
+    float *out;
+} attention_job;
+
+static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
+{
+    const attention_job *j = arg;
+    float *scratch = cpu_scratch(j->ctx, thread);
+    for (int64_t i = begin; i < end; i++)
+        j->ctx->k->attention(j->p, j->q, j->k, j->v, j->out, (int32_t)(i / j->p->n_head),
+                             (int32_t)(i % j->p->n_head), scratch);
+}
+
+lmrt_status cpu_attention(backend_ctx *ctx, const attention_params *p, const float *q,
+                          const float *k, const float *v, float *out)
+{
+    if (!ctx || !p)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: NULL %s",
+                         !ctx ? "context" : "params");
+    if (p->n_tok < 0 || p->n_past < 0 || p->head_dim <= 0 || p->n_head <= 0 ||
+        p->n_head_kv <= 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: bad shape n_tok %d, "
+                         "n_past %d, n_head %d, n_head_kv %d, head_dim %d", (int)p->n_tok,
+                         (int)p->n_past, (int)p->n_head, (int)p->n_head_kv, (int)p->head_dim);
+    if (p->n_head % p->n_head_kv != 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: n_head %d is not a "
+                         "multiple of n_head_kv %d", (int)p->n_head, (int)p->n_head_kv);
+    if ((int64_t)p->kv_stride < (int64_t)p->n_head_kv * p->head_dim)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: kv_stride %d is less "
+                         "than n_head_kv * head_dim = %lld", (int)p->kv_stride,
+                         (long long)p->n_head_kv * p->head_dim);
+    if ((int64_t)p->n_past + p->n_tok > INT32_MAX)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: n_past %d + n_tok %d "
+                         "overflows", (int)p->n_past, (int)p->n_tok);
+    if (!isfinite(p->scale))
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: scale %g is not finite",
+                         (double)p->scale);
+    if (p->n_tok == 0)
+        return LMRT_OK;
+    if (!q || !k || !v || !out)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: NULL %s",
+                         !q ? "q" : !k ? "k" : !v ? "v" : "out");
+    attention_job job = {ctx, p, q, k, v, out};
+    pthread_mutex_lock(&ctx->op_lock);
+    lmrt_status st = cpu_scratch_reserve(ctx, (int64_t)p->n_past + p->n_tok, "attention");
+    if (!st)
+        threadpool_run(ctx->pool, (int64_t)p->n_tok * p->n_head, attention_range, &job);
+    pthread_mutex_unlock(&ctx->op_lock);
+    return st;
+}

@@ -1,0 +1,102 @@
+/* cpu_ops.h - inside the CPU backend: its context, the kernel table chosen per
+ * cpu_level, and the vtable slots that cpu_backend.c wires up. Kernels are plain
+ * loops over a range of output rows; the op functions validate, split the work
+ * over the thread pool and call the kernels. Nothing outside backend/cpu/ sees this. */
+#ifndef LMRT_BACKEND_CPU_OPS_H
+#define LMRT_BACKEND_CPU_OPS_H
+
+#include <pthread.h>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_features.h"
+#include "backend/cpu/threadpool.h"
+#include "tensor/types.h"
+
+/* One set of kernels. Each computes a range of independent outputs, single-threaded;
+ * every output element is computed the same way whatever the range, so results do
+ * not depend on how the ops split the work.
+ *
+ * Where SIMD plugs in: a file per level (cpu_matmul_avx2.c, ...) defines its own
+ * cpu_kernels, filling the slots it improves and copying the scalar ones for the
+ * rest, and cpu_ops.c lists it in kernels_by_level[]. SIMD kernels are tested
+ * against cpu_kernels_scalar, which is the reference. */
+typedef struct cpu_kernels {
+    const char *name;
+    /* y[t][r] for rows r in [r0, r1) and every token t < n_tok.
+     * x: [n_tok][w->n_cols], y: [n_tok][w->n_rows]; scratch: w->n_cols floats.
+     * NULL for a type the level does not handle. */
+    void (*matmul[GGML_TYPE_COUNT])(const tensor_view *w, const float *x, int32_t n_tok,
+                                    float *y, int64_t r0, int64_t r1, float *scratch);
+    /* One token: y[i] = x[i] * rsqrt(mean(x^2) + eps) * weight[i]. x may equal y. */
+    void (*rmsnorm)(const float *x, const float *weight, int32_t n, float eps, float *y);
+    /* One token's heads, in place. */
+    void (*rope)(float *x, int32_t n_head, int32_t head_dim, int32_t n_rot, int32_t pos,
+                 float freq_base, const float *freq_factors);
+    /* One (token t, head h) query; scratch: n_past + t + 1 floats. */
+    void (*attention)(const attention_params *p, const float *q, const float *k,
+                      const float *v, float *out, int32_t t, int32_t h, float *scratch);
+    void (*silu_mul)(float *gate, const float *up, int64_t n);
+    void (*add)(float *y, const float *x, int64_t n);
+} cpu_kernels;
+
+extern const cpu_kernels cpu_kernels_scalar;
+
+/* The kernels to use at `level`: the best table at or below it. */
+const cpu_kernels *cpu_kernels_for(cpu_level level);
+
+/* The scalar kernels, shared with the SIMD tables for the slots they keep. */
+void cpu_matmul_rows_scalar(const tensor_view *w, const float *x, int32_t n_tok, float *y,
+                            int64_t r0, int64_t r1, float *scratch);
+void cpu_attention_head_scalar(const attention_params *p, const float *q, const float *k,
+                               const float *v, float *out, int32_t t, int32_t h,
+                               float *scratch);
+
+struct backend_ctx {
+    const cpu_kernels *k;        /* chosen once, from cpu_features, at ctx_create */
+    threadpool *pool;
+    int32_t n_threads;
+    /* Ops on one context may come from several threads (sessions sharing a
+     * context): they take turns on op_lock, which also guards the scratch. */
+    pthread_mutex_t op_lock;
+    void *scratch_raw;           /* allocation behind `scratch` */
+    float *scratch;              /* [n_threads][scratch_stride], 64-byte aligned rows */
+    size_t scratch_stride;       /* floats per thread, a multiple of 16 */
+};
+
+/* Grows the per-thread scratch to at least `floats` floats; op_lock held. */
+lmrt_status cpu_scratch_reserve(backend_ctx *ctx, int64_t floats, const char *op);
+static inline float *cpu_scratch(backend_ctx *ctx, int thread)
+{
+    return ctx->scratch + (size_t)thread * ctx->scratch_stride;
+}
+
+/* Checks a weight view the ops were handed: supported type, whole blocks,
+ * row_bytes matching the block math, data present. `status` is what a bad view
+ * returns (LMRT_E_FORMAT from bind_weight, LMRT_E_INVALID_ARG from an op). */
+lmrt_status cpu_check_view(const tensor_view *w, lmrt_status status, const char *op);
+
+/* The vtable slots. */
+lmrt_status cpu_ctx_create(int32_t device, int32_t n_threads, backend_ctx **out);
+void cpu_ctx_free(backend_ctx *ctx);
+lmrt_status cpu_alloc(backend_ctx *ctx, size_t bytes, void **out);
+void cpu_free(backend_ctx *ctx, void *ptr);
+lmrt_status cpu_upload(backend_ctx *ctx, void *dst, const void *host_src, size_t bytes);
+lmrt_status cpu_download(backend_ctx *ctx, void *host_dst, const void *src, size_t bytes);
+lmrt_status cpu_bind_weight(backend_ctx *ctx, const tensor_view *host, tensor_view *out);
+void cpu_unbind_weight(backend_ctx *ctx, tensor_view *bound);
+bool cpu_supports_type(uint32_t type);
+lmrt_status cpu_get_rows(backend_ctx *ctx, const tensor_view *table, const int32_t *ids,
+                         int32_t n, float *out);
+lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, int32_t n_tok,
+                       float *y);
+lmrt_status cpu_rmsnorm(backend_ctx *ctx, const float *x, const float *weight, int32_t n,
+                        int32_t n_tok, float eps, float *y);
+lmrt_status cpu_rope(backend_ctx *ctx, float *x, int32_t n_tok, int32_t n_head,
+                     int32_t head_dim, int32_t n_rot, const int32_t *pos, float freq_base,
+                     const float *freq_factors);
+lmrt_status cpu_attention(backend_ctx *ctx, const attention_params *p, const float *q,
+                          const float *k, const float *v, float *out);
+lmrt_status cpu_silu_mul(backend_ctx *ctx, float *gate, const float *up, int64_t n);
+lmrt_status cpu_add(backend_ctx *ctx, float *y, const float *x, int64_t n);
+
+#endif
