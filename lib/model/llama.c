@@ -1,0 +1,337 @@
+/* llama.c - the Llama decoder (general.architecture = "llama"): binds its weights
+ * to a backend, owns the per-sequence KV cache and activations, and runs the
+ * forward pass as one backend op per line, like the math:
+ *   x = embd[ids]
+ *   per layer: x += Wo attn(rope(Wq norm(x)), rope(Wk norm(x)), Wv norm(x))
+ *              x += Wdown (silu(Wgate norm(x)) * Wup norm(x))
+ *   logits = Wout norm(x)
+ * Which backend runs an op is not this file's business. */
+#include "model/llama.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "tensor/types.h"
+
+/* ---- binding weights ---------------------------------------------------- */
+
+/* Describes tensor `name` as a matrix of n_rows x n_cols and binds it. Missing
+ * and optional: *out stays zeroed. */
+static lmrt_status bind_matrix(const model *m, const backend_vtable *be, backend_ctx *bctx,
+                               const char *name, int64_t n_cols, int64_t n_rows, bool required,
+                               bool f32_only, tensor_view *out)
+{
+    const gguf_tensor *t = gguf_find_tensor(m->file, name);
+    if (!t) {
+        if (!required)
+            return LMRT_OK;
+        return lmrt_fail(LMRT_E_FORMAT, "%s: the llama decoder needs tensor '%s', which the "
+                         "file does not have", m->file->path, name);
+    }
+    int64_t rows = t->n_elements / (t->ne[0] ? t->ne[0] : 1);
+    if (t->ne[0] != n_cols || rows != n_rows)
+        return lmrt_fail(LMRT_E_FORMAT, "%s: tensor '%s' is %" PRId64 " x %" PRId64 ", the "
+                         "hyperparameters need %" PRId64 " x %" PRId64 " (columns x rows)",
+                         m->file->path, name, t->ne[0], rows, n_cols, n_rows);
+    if (f32_only && t->type != GGML_TYPE_F32)
+        return lmrt_fail(LMRT_E_UNSUPPORTED, "%s: tensor '%s' is %s; lmrt expects F32 for "
+                         "norm and rope-factor vectors", m->file->path, name,
+                         tensor_type_name(t->type));
+    if (!be->supports_type(t->type))
+        return lmrt_fail(LMRT_E_UNSUPPORTED, "%s: tensor '%s' is %s, which the %s backend "
+                         "cannot compute with", m->file->path, name, tensor_type_name(t->type),
+                         be->name);
+    tensor_view host = {
+        .type = t->type,
+        .n_cols = n_cols,
+        .n_rows = n_rows,
+        .row_bytes = (size_t)(t->n_bytes / (uint64_t)n_rows),
+        .data = t->data,
+        .name = t->name,
+    };
+    return be->bind_weight(bctx, &host, out);
+}
+
+static lmrt_status check_hparams(const model *m, int32_t *head_dim)
+{
+    const llama_hparams *hp = &m->hp;
+    const char *path = m->file->path;
+    if (!hp->n_embd || !hp->n_layer || !hp->n_head || !hp->n_ff || !hp->n_vocab)
+        return lmrt_fail(LMRT_E_FORMAT, "%s: the llama decoder needs embedding_length, "
+                         "block_count, attention.head_count, feed_forward_length and a "
+                         "vocabulary", path);
+    if (hp->n_embd % hp->n_head)
+        return lmrt_fail(LMRT_E_FORMAT, "%s: embedding_length %d is not a multiple of "
+                         "head_count %d", path, (int)hp->n_embd, (int)hp->n_head);
+    if (hp->n_head % hp->n_head_kv)
+        return lmrt_fail(LMRT_E_FORMAT, "%s: head_count %d is not a multiple of "
+                         "head_count_kv %d", path, (int)hp->n_head, (int)hp->n_head_kv);
+    int32_t hd = hp->n_embd / hp->n_head;
+    if (hd % 2 || hp->n_rot % 2 || hp->n_rot > hd)
+        return lmrt_fail(LMRT_E_FORMAT, "%s: rope dimension %d must be even and at most the "
+                         "head size %d (itself even)", path, (int)hp->n_rot, (int)hd);
+    *head_dim = hd;
+    return LMRT_OK;
+}
+
+static void unbind_all(llama_weights *w)
+{
+    const backend_vtable *be = w->be;
+    tensor_view *top[] = {&w->tok_embd, &w->output_norm, &w->output, &w->rope_freqs};
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+        if (top[i]->data && !(top[i] == &w->output && w->output.data == w->tok_embd.data))
+            be->unbind_weight(w->bctx, top[i]);
+    for (int32_t l = 0; w->layers && l < w->hp.n_layer; l++) {
+        llama_layer *L = &w->layers[l];
+        tensor_view *v[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
+                            &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+            if (v[i]->data)
+                be->unbind_weight(w->bctx, v[i]);
+    }
+}
+
+lmrt_status llama_weights_bind(const model *m, const backend_vtable *be, backend_ctx *bctx,
+                               llama_weights **out)
+{
+    if (strcmp(m->architecture, "llama") != 0)
+        return lmrt_fail(LMRT_E_UNSUPPORTED, "%s: architecture '%s' is not supported (lmrt "
+                         "runs 'llama')", m->file->path, m->architecture);
+    int32_t hd = 0;
+    lmrt_status st = check_hparams(m, &hd);
+    if (st)
+        return st;
+    llama_weights *w = lmrt_calloc(1, sizeof *w);
+    if (!w)
+        return lmrt_fail(LMRT_E_NOMEM, "out of memory binding the decoder");
+    w->be = be;
+    w->bctx = bctx;
+    w->hp = m->hp;
+    w->head_dim = hd;
+    w->layers = lmrt_calloc((size_t)m->hp.n_layer, sizeof *w->layers);
+    if (!w->layers) {
+        st = lmrt_fail(LMRT_E_NOMEM, "out of memory binding the decoder");
+        goto fail;
+    }
+    const int64_t E = m->hp.n_embd, V = m->hp.n_vocab, F = m->hp.n_ff;
+    const int64_t QD = (int64_t)m->hp.n_head * hd, KVD = (int64_t)m->hp.n_head_kv * hd;
+    if ((st = bind_matrix(m, be, bctx, "token_embd.weight", E, V, true, false, &w->tok_embd)) ||
+        (st = bind_matrix(m, be, bctx, "output_norm.weight", E, 1, true, true,
+                          &w->output_norm)) ||
+        (st = bind_matrix(m, be, bctx, "output.weight", E, V, false, false, &w->output)) ||
+        (st = bind_matrix(m, be, bctx, "rope_freqs.weight", m->hp.n_rot / 2, 1, false, true,
+                          &w->rope_freqs)))
+        goto fail;
+    if (!w->output.data)
+        w->output = w->tok_embd;  /* tied output */
+    for (int32_t l = 0; l < m->hp.n_layer; l++) {
+        llama_layer *L = &w->layers[l];
+        char name[96];
+#define BIND(field, suffix, cols, rows, f32)                                                 \
+    snprintf(name, sizeof name, "blk.%d." suffix, (int)l);                                   \
+    if ((st = bind_matrix(m, be, bctx, name, cols, rows, true, f32, &L->field)))             \
+        goto fail;
+        BIND(attn_norm, "attn_norm.weight", E, 1, true)
+        BIND(wq, "attn_q.weight", E, QD, false)
+        BIND(wk, "attn_k.weight", E, KVD, false)
+        BIND(wv, "attn_v.weight", E, KVD, false)
+        BIND(wo, "attn_output.weight", QD, E, false)
+        BIND(ffn_norm, "ffn_norm.weight", E, 1, true)
+        BIND(w_gate, "ffn_gate.weight", E, F, false)
+        BIND(w_up, "ffn_up.weight", E, F, false)
+        BIND(w_down, "ffn_down.weight", F, E, false)
+#undef BIND
+    }
+    *out = w;
+    return LMRT_OK;
+fail:
+    llama_weights_free(w);
+    return st;
+}
+
+void llama_weights_free(llama_weights *w)
+{
+    if (!w)
+        return;
+    unbind_all(w);
+    lmrt_mem_free(w->layers);
+    lmrt_mem_free(w);
+}
+
+/* ---- per-sequence state ------------------------------------------------- */
+
+size_t llama_state_kv_bytes(const llama_weights *w, int32_t n_positions)
+{
+    return (size_t)n_positions * (size_t)w->hp.n_head_kv * (size_t)w->head_dim * sizeof(float);
+}
+
+/* alloc with size-overflow checking: count * elems floats. */
+static lmrt_status alloc_floats(const llama_weights *w, size_t count, size_t elems, float **out)
+{
+    size_t n, bytes;
+    if (__builtin_mul_overflow(count, elems, &n) ||
+        __builtin_mul_overflow(n, sizeof(float), &bytes))
+        return lmrt_fail(LMRT_E_NOMEM, "decoder state: %zu x %zu floats overflow", count,
+                         elems);
+    void *p;
+    lmrt_status st = w->be->alloc(w->bctx, bytes, &p);
+    if (st)
+        return st;
+    *out = p;
+    return LMRT_OK;
+}
+
+lmrt_status llama_state_create(const llama_weights *w, int32_t n_ctx, int32_t n_batch,
+                               bool all_logits, llama_state **out)
+{
+    if (n_ctx <= 0 || n_batch <= 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "decoder state: n_ctx %d and n_batch %d must be "
+                         "positive", (int)n_ctx, (int)n_batch);
+    llama_state *st = lmrt_calloc(1, sizeof *st);
+    if (!st)
+        return lmrt_fail(LMRT_E_NOMEM, "out of memory creating a decoder state");
+    const llama_hparams *hp = &w->hp;
+    st->n_ctx = n_ctx;
+    st->n_batch = n_batch;
+    st->kv_dim = hp->n_head_kv * w->head_dim;
+    st->logits_rows = all_logits ? n_batch : 1;
+    size_t B = (size_t)n_batch, QD = (size_t)hp->n_head * (size_t)w->head_dim;
+    size_t kv_elems = (size_t)hp->n_layer * (size_t)n_ctx;
+    lmrt_status s;
+    if ((s = alloc_floats(w, kv_elems, (size_t)st->kv_dim, &st->k_cache)) ||
+        (s = alloc_floats(w, kv_elems, (size_t)st->kv_dim, &st->v_cache)) ||
+        (s = alloc_floats(w, B, (size_t)hp->n_embd, &st->x)) ||
+        (s = alloc_floats(w, B, (size_t)hp->n_embd, &st->xn)) ||
+        (s = alloc_floats(w, B, QD, &st->q)) ||
+        (s = alloc_floats(w, B, QD, &st->att)) ||
+        (s = alloc_floats(w, B, (size_t)hp->n_embd, &st->tmp)) ||
+        (s = alloc_floats(w, B, (size_t)hp->n_ff, &st->gate)) ||
+        (s = alloc_floats(w, B, (size_t)hp->n_ff, &st->up)) ||
+        (s = alloc_floats(w, (size_t)st->logits_rows, (size_t)hp->n_vocab, &st->logits)))
+        goto fail;
+    st->pos = lmrt_calloc(B, sizeof *st->pos);
+    if (!st->pos) {
+        s = lmrt_fail(LMRT_E_NOMEM, "out of memory creating a decoder state");
+        goto fail;
+    }
+    *out = st;
+    return LMRT_OK;
+fail:
+    llama_state_free(w, st);
+    return s;
+}
+
+void llama_state_free(const llama_weights *w, llama_state *st)
+{
+    if (!st)
+        return;
+    float *bufs[] = {st->k_cache, st->v_cache, st->x, st->xn, st->q, st->att,
+                     st->tmp, st->gate, st->up, st->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        w->be->free(w->bctx, bufs[i]);
+    lmrt_mem_free(st->pos);
+    lmrt_mem_free(st);
+}
+
+/* ---- the forward pass --------------------------------------------------- */
+
+/* One batch of n <= n_batch tokens at positions st->n_past ...; logits_host
+ * NULL when this batch's logits are not wanted. */
+static lmrt_status forward_batch(const llama_weights *w, llama_state *st, const int32_t *ids,
+                                 int32_t n, bool all_logits, float *logits_host,
+                                 llama_abort_fn should_abort, void *abort_user)
+{
+    const backend_vtable *be = w->be;
+    backend_ctx *c = w->bctx;
+    const llama_hparams *hp = &w->hp;
+    const int32_t E = hp->n_embd, F = hp->n_ff, hd = w->head_dim, kvd = st->kv_dim;
+    const float *freqs = w->rope_freqs.data;
+    lmrt_status s;
+    for (int32_t t = 0; t < n; t++)
+        st->pos[t] = st->n_past + t;
+    attention_params ap = {
+        .n_tok = n, .n_past = st->n_past, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+        .head_dim = hd, .kv_stride = kvd, .scale = 1.0f / sqrtf((float)hd),
+    };
+
+    if ((s = be->get_rows(c, &w->tok_embd, ids, n, st->x)))
+        return s;
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        const llama_layer *L = &w->layers[l];
+        float *k_layer = st->k_cache + (size_t)l * (size_t)st->n_ctx * (size_t)kvd;
+        float *v_layer = st->v_cache + (size_t)l * (size_t)st->n_ctx * (size_t)kvd;
+        float *k_new = k_layer + (size_t)st->n_past * (size_t)kvd;   /* [n][kvd] */
+        float *v_new = v_layer + (size_t)st->n_past * (size_t)kvd;   /* [n][kvd] */
+        if (should_abort && should_abort(abort_user))
+            return lmrt_fail(LMRT_E_ABORTED, "aborted by the caller's callback");
+        /* attention */
+        if ((s = be->rmsnorm(c, st->x, L->attn_norm.data, E, n, hp->rms_eps, st->xn)) ||
+            (s = be->matmul(c, &L->wq, st->xn, n, st->q)) ||
+            (s = be->matmul(c, &L->wk, st->xn, n, k_new)) ||
+            (s = be->matmul(c, &L->wv, st->xn, n, v_new)) ||
+            (s = be->rope(c, st->q, n, hp->n_head, hd, hp->n_rot, st->pos,
+                          hp->rope_freq_base, freqs)) ||
+            (s = be->rope(c, k_new, n, hp->n_head_kv, hd, hp->n_rot, st->pos,
+                          hp->rope_freq_base, freqs)) ||
+            (s = be->attention(c, &ap, st->q, k_layer, v_layer, st->att)) ||
+            (s = be->matmul(c, &L->wo, st->att, n, st->tmp)) ||
+            (s = be->add(c, st->x, st->tmp, (int64_t)n * E)))
+            return s;
+        /* feed-forward */
+        if ((s = be->rmsnorm(c, st->x, L->ffn_norm.data, E, n, hp->rms_eps, st->xn)) ||
+            (s = be->matmul(c, &L->w_gate, st->xn, n, st->gate)) ||
+            (s = be->matmul(c, &L->w_up, st->xn, n, st->up)) ||
+            (s = be->silu_mul(c, st->gate, st->up, (int64_t)n * F)) ||
+            (s = be->matmul(c, &L->w_down, st->gate, n, st->tmp)) ||
+            (s = be->add(c, st->x, st->tmp, (int64_t)n * E)))
+            return s;
+    }
+    st->n_past += n;
+    if (!logits_host)
+        return LMRT_OK;
+    /* Only the rows whose logits are wanted go through the output matrix. */
+    int32_t first = all_logits ? 0 : n - 1, rows = n - first;
+    const float *x_out = st->x + (size_t)first * (size_t)E;
+    if ((s = be->rmsnorm(c, x_out, w->output_norm.data, E, rows, hp->rms_eps, st->xn)) ||
+        (s = be->matmul(c, &w->output, st->xn, rows, st->logits)) ||
+        (s = be->download(c, logits_host, st->logits,
+                          (size_t)rows * (size_t)hp->n_vocab * sizeof(float)))) {
+        st->n_past -= n;
+        return s;
+    }
+    return LMRT_OK;
+}
+
+lmrt_status llama_forward(const llama_weights *w, llama_state *st, const int32_t *ids, int32_t n,
+                          bool all_logits, float *logits, llama_abort_fn should_abort,
+                          void *abort_user)
+{
+    if (n <= 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "decoder: no tokens to run");
+    if (all_logits && st->logits_rows < st->n_batch)
+        return lmrt_fail(LMRT_E_INTERNAL, "decoder: state was created without all_logits");
+    if ((int64_t)st->n_past + n > st->n_ctx)
+        return lmrt_fail(LMRT_E_CONTEXT_FULL, "the context holds %d tokens: %d are in it and "
+                         "%d more do not fit", (int)st->n_ctx, (int)st->n_past, (int)n);
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= w->hp.n_vocab)
+            return lmrt_fail(LMRT_E_INVALID_ARG, "token %d (at index %d) is outside the "
+                             "vocabulary of %d", (int)ids[i], (int)i, (int)w->hp.n_vocab);
+    for (int32_t done = 0; done < n;) {
+        int32_t chunk = n - done < st->n_batch ? n - done : st->n_batch;
+        bool last = done + chunk == n;
+        /* Without all_logits only the last token's logits are computed at all. */
+        float *dst = all_logits ? logits + (size_t)done * (size_t)w->hp.n_vocab
+                                : last ? logits : NULL;
+        lmrt_status s = forward_batch(w, st, ids + done, chunk, all_logits, dst, should_abort,
+                                      abort_user);
+        if (s)
+            return s;
+        done += chunk;
+    }
+    return LMRT_OK;
+}
