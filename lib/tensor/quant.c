@@ -4,6 +4,7 @@
  * threads; the CPU backend calls these from its worker threads. */
 #include "tensor/quant.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "base/error.h"
@@ -322,4 +323,50 @@ float vec_dot_row(uint32_t type, const void *row, const float *x, int64_t n)
         dot_acc_feed(&acc, buf, x + i, len);
     }
     return dot_acc_sum(&acc);
+}
+
+/* ---- activation quantizers (ggml's reference definitions) --------------- */
+
+void quantize_row_q8_0(const float *x, void *out, int64_t n)
+{
+    uint8_t *block = out;
+    for (int64_t b = 0; b < n / 32; b++, x += 32, block += 34) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        uint16_t dh = fp32_to_fp16(d);
+        memcpy(block, &dh, 2);
+        for (int j = 0; j < 32; j++)
+            block[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    }
+}
+
+void quantize_row_q8_K(const float *x, void *out, int64_t n)
+{
+    uint8_t *block = out;   /* f32 d, int8 qs[256], int16 bsums[16] */
+    for (int64_t b = 0; b < n / 256; b++, x += 256, block += 292) {
+        float max = 0.0f, amax = 0.0f;
+        for (int j = 0; j < 256; j++)
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        int8_t *qs = (int8_t *)(block + 4);
+        int16_t bsums[16] = {0};
+        float d = 0.0f;
+        if (amax != 0.0f) {
+            float iscale = -127.0f / max;
+            for (int j = 0; j < 256; j++) {
+                int v = (int)rintf(iscale * x[j]);   /* nearest, ties to even */
+                qs[j] = (int8_t)(v < 127 ? v : 127);
+                bsums[j / 16] = (int16_t)(bsums[j / 16] + qs[j]);
+            }
+            d = 1.0f / iscale;
+        } else {
+            memset(qs, 0, 256);
+        }
+        memcpy(block, &d, 4);
+        memcpy(block + 4 + 256, bsums, sizeof bsums);
+    }
 }

@@ -35,6 +35,15 @@ lmrt_status dequantize_row(uint32_t type, const void *row, float *out, int64_t n
  * computes exactly that). Returns 0 for an unsupported type or a bad n. */
 float vec_dot_row(uint32_t type, const void *row, const float *x, int64_t n);
 
+/* Activations quantized for integer dot products, exactly as ggml's reference
+ * quantize_row_q8_0 / quantize_row_q8_K define them (n a multiple of 32 / 256):
+ *   Q8_0: per 32 values, f16 d = amax / 127, q = round(x / d)      (34 bytes)
+ *   Q8_K: per 256 values, f32 d = max / -127 of the value with the largest
+ *         magnitude, q = min(127, round(x / d)), int16 sums of each 16 q (292 bytes)
+ * They are the reference every SIMD quantizer must match byte for byte. */
+void quantize_row_q8_0(const float *x, void *out, int64_t n);
+void quantize_row_q8_K(const float *x, void *out, int64_t n);
+
 /* The float dot product every scalar kernel uses: element i goes to one of
  * DOT_LANES float accumulators (i % DOT_LANES), which are summed pairwise at the
  * end. The split into lanes bounds the rounding error by about

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "base/alloc.h"
 #include "base/error.h"
 #include "tensor/quant.h"
 
@@ -19,10 +20,12 @@
  *   F32  n_tok 1: 1.1 ms, 15 GB/s of weights    n_tok 64: 50 ms, 11 GFLOP/s
  *   Q8_0 n_tok 1: 1.9 ms, 2.4 GB/s (4.5 GFLOP/s) n_tok 64: 35 ms, 15 GFLOP/s
  * Tiling rows x tokens would keep more in cache; the SIMD kernels replace this. */
-void cpu_matmul_rows_scalar(const tensor_view *w, const float *x, int32_t n_tok, float *y,
-                            int64_t r0, int64_t r1, float *scratch)
+void cpu_matmul_rows_scalar(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                            int64_t r1, float *scratch)
 {
     const int64_t n_cols = w->n_cols, n_rows = w->n_rows;
+    const float *x = in->x;
+    const int32_t n_tok = in->n_tok;
     /* F32 rows are used in place when the mapping is float-aligned (GGUF aligns
      * tensor data to 32 bytes); otherwise they are copied like any other type. */
     const bool in_place = w->type == GGML_TYPE_F32 && (uintptr_t)w->data % alignof(float) == 0;
@@ -41,18 +44,42 @@ void cpu_matmul_rows_scalar(const tensor_view *w, const float *x, int32_t n_tok,
 
 typedef struct matmul_job {
     backend_ctx *ctx;
-    void (*kernel)(const tensor_view *w, const float *x, int32_t n_tok, float *y, int64_t r0,
-                   int64_t r1, float *scratch);
+    matmul_rows_fn rows;
+    void (*quantize)(const float *x, void *out, int64_t n);
     const tensor_view *w;
-    const float *x;
-    int32_t n_tok;
+    matmul_input in;
     float *y;
 } matmul_job;
 
 static void matmul_range(void *arg, int64_t begin, int64_t end, int thread)
 {
     const matmul_job *j = arg;
-    j->kernel(j->w, j->x, j->n_tok, j->y, begin, end, cpu_scratch(j->ctx, thread));
+    j->rows(j->w, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
+}
+
+/* Quantizes token rows [begin, end) of x to the kernel's vec_type. */
+static void quantize_range(void *arg, int64_t begin, int64_t end, int thread)
+{
+    (void)thread;
+    const matmul_job *j = arg;
+    for (int64_t t = begin; t < end; t++)
+        j->quantize(j->in.x + (size_t)t * (size_t)j->in.n_cols,
+                    (uint8_t *)j->in.xq + (size_t)t * j->in.xq_row_bytes, j->in.n_cols);
+}
+
+/* Makes room for n_tok quantized rows in ctx->xq; op_lock held. */
+static lmrt_status reserve_xq(backend_ctx *ctx, size_t bytes)
+{
+    if (bytes <= ctx->xq_bytes)
+        return LMRT_OK;
+    void *p = lmrt_malloc(bytes);
+    if (!p)
+        return lmrt_fail(LMRT_E_NOMEM, "cpu backend: matmul: out of memory for %zu bytes of "
+                         "quantized activations", bytes);
+    lmrt_mem_free(ctx->xq);
+    ctx->xq = p;
+    ctx->xq_bytes = bytes;
+    return LMRT_OK;
 }
 
 lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, int32_t n_tok,
@@ -71,14 +98,36 @@ lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, i
                          !x ? "x" : "y", w->name ? w->name : "(unnamed)");
     if (n_tok == 0 || w->n_rows == 0)
         return LMRT_OK;
-    matmul_job job = {ctx, ctx->k->matmul[w->type], w, x, n_tok, y};
-    if (!job.kernel)
+    const matmul_kernel *k = &ctx->k->matmul[w->type];
+    if (!k->rows)
         return lmrt_fail(LMRT_E_UNSUPPORTED, "cpu backend: matmul: no %s kernel for %s",
                          ctx->k->name, tensor_type_name(w->type));
+    matmul_job job = {
+        .ctx = ctx, .rows = k->rows, .w = w, .y = y,
+        .in = {.x = x, .n_tok = n_tok, .n_cols = w->n_cols, .vec_type = k->vec_type},
+    };
+    if (k->vec_type != GGML_TYPE_F32) {
+        const tensor_type_traits *vt = tensor_type_get(k->vec_type);
+        if (!vt || w->n_cols % vt->block_elems)
+            return lmrt_fail(LMRT_E_INTERNAL, "cpu backend: matmul: '%s' rows of %lld do not "
+                             "split into %s blocks", w->name ? w->name : "(unnamed)",
+                             (long long)w->n_cols, vt ? vt->name : "?");
+        job.in.xq_row_bytes = (size_t)(w->n_cols / vt->block_elems) * vt->block_bytes;
+        job.quantize = ctx->k->quantize_row[k->vec_type] ? ctx->k->quantize_row[k->vec_type]
+                       : k->vec_type == GGML_TYPE_Q8_0 ? quantize_row_q8_0
+                                                       : quantize_row_q8_K;
+    }
     pthread_mutex_lock(&ctx->op_lock);
     st = cpu_scratch_reserve(ctx, w->n_cols, "matmul");
-    if (!st)
+    if (!st && job.quantize)
+        st = reserve_xq(ctx, job.in.xq_row_bytes * (size_t)n_tok);
+    if (!st) {
+        if (job.quantize) {
+            job.in.xq = ctx->xq;
+            threadpool_run(ctx->pool, n_tok, quantize_range, &job);
+        }
         threadpool_run(ctx->pool, w->n_rows, matmul_range, &job);
+    }
     pthread_mutex_unlock(&ctx->op_lock);
     return st;
 }

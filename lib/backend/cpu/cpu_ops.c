@@ -23,14 +23,15 @@ static void add_scalar(float *y, const float *x, int64_t n);
 
 const cpu_kernels cpu_kernels_scalar = {
     .name = "scalar",
+    /* The reference dequantizes each weight row and dots it with float x. */
     .matmul = {
-        [GGML_TYPE_F32] = cpu_matmul_rows_scalar,
-        [GGML_TYPE_F16] = cpu_matmul_rows_scalar,
-        [GGML_TYPE_BF16] = cpu_matmul_rows_scalar,
-        [GGML_TYPE_Q8_0] = cpu_matmul_rows_scalar,
-        [GGML_TYPE_Q4_0] = cpu_matmul_rows_scalar,
-        [GGML_TYPE_Q4_K] = cpu_matmul_rows_scalar,
-        [GGML_TYPE_Q6_K] = cpu_matmul_rows_scalar,
+        [GGML_TYPE_F32] = {cpu_matmul_rows_scalar, GGML_TYPE_F32},
+        [GGML_TYPE_F16] = {cpu_matmul_rows_scalar, GGML_TYPE_F32},
+        [GGML_TYPE_BF16] = {cpu_matmul_rows_scalar, GGML_TYPE_F32},
+        [GGML_TYPE_Q8_0] = {cpu_matmul_rows_scalar, GGML_TYPE_F32},
+        [GGML_TYPE_Q4_0] = {cpu_matmul_rows_scalar, GGML_TYPE_F32},
+        [GGML_TYPE_Q4_K] = {cpu_matmul_rows_scalar, GGML_TYPE_F32},
+        [GGML_TYPE_Q6_K] = {cpu_matmul_rows_scalar, GGML_TYPE_F32},
     },
     .rmsnorm = rmsnorm_scalar,
     .rope = rope_scalar,
@@ -107,6 +108,7 @@ void cpu_ctx_free(backend_ctx *ctx)
         return;
     threadpool_free(ctx->pool);
     pthread_mutex_destroy(&ctx->op_lock);
+    lmrt_mem_free(ctx->xq);
     lmrt_mem_free(ctx->scratch_raw);
     lmrt_mem_free(ctx);
 }
@@ -195,7 +197,7 @@ lmrt_status cpu_download(backend_ctx *ctx, void *host_dst, const void *src, size
 
 bool cpu_supports_type(uint32_t type)
 {
-    return quant_type_supported(type) && cpu_kernels_scalar.matmul[type] != NULL;
+    return quant_type_supported(type) && cpu_kernels_scalar.matmul[type].rows != NULL;
 }
 
 lmrt_status cpu_check_view(const tensor_view *w, lmrt_status status, const char *op)

@@ -20,13 +20,39 @@
  * cpu_kernels, filling the slots it improves and copying the scalar ones for the
  * rest, and cpu_ops.c lists it in kernels_by_level[]. SIMD kernels are tested
  * against cpu_kernels_scalar, which is the reference. */
+/* The activations of one matmul, prepared once per op before the rows are
+ * split over threads: x as floats and, when the kernel's dot product wants it,
+ * x quantized per token row to `vec_type` (ggml's Q8_0 or Q8_K layouts, made by
+ * quantize_row_q8_0 / quantize_row_q8_K in tensor/quant.h). */
+typedef struct matmul_input {
+    const float *x;              /* [n_tok][n_cols] */
+    int32_t n_tok;
+    int64_t n_cols;
+    uint32_t vec_type;           /* GGML_TYPE_F32 (xq unused), GGML_TYPE_Q8_0 or GGML_TYPE_Q8_K */
+    const void *xq;              /* [n_tok][xq_row_bytes] */
+    size_t xq_row_bytes;
+} matmul_input;
+
+/* y[t][r] for rows r in [r0, r1) and every token t < in->n_tok.
+ * y: [n_tok][w->n_rows]; scratch: w->n_cols floats for this thread.
+ * Contract that keeps results exact and reproducible: y[t][r] must be the same
+ * bits whatever r0, r1 and n_tok are (a batch gives each token what it would get
+ * alone), so tiles over tokens must accumulate each output in the same order as
+ * the single-token path. */
+typedef void (*matmul_rows_fn)(const tensor_view *w, const matmul_input *in, float *y,
+                               int64_t r0, int64_t r1, float *scratch);
+
+typedef struct matmul_kernel {
+    matmul_rows_fn rows;         /* NULL for a type the level does not handle */
+    uint32_t vec_type;           /* what the op quantizes x to first (GGML_TYPE_F32: nothing) */
+} matmul_kernel;
+
 typedef struct cpu_kernels {
     const char *name;
-    /* y[t][r] for rows r in [r0, r1) and every token t < n_tok.
-     * x: [n_tok][w->n_cols], y: [n_tok][w->n_rows]; scratch: w->n_cols floats.
-     * NULL for a type the level does not handle. */
-    void (*matmul[GGML_TYPE_COUNT])(const tensor_view *w, const float *x, int32_t n_tok,
-                                    float *y, int64_t r0, int64_t r1, float *scratch);
+    matmul_kernel matmul[GGML_TYPE_COUNT];
+    /* x[0..n) to one row of `vec_type` blocks (Q8_0 or Q8_K; NULL slots use the
+     * reference quantizers). Must give the same bytes as the reference. */
+    void (*quantize_row[GGML_TYPE_COUNT])(const float *x, void *out, int64_t n);
     /* One token: y[i] = x[i] * rsqrt(mean(x^2) + eps) * weight[i]. x may equal y. */
     void (*rmsnorm)(const float *x, const float *weight, int32_t n, float eps, float *y);
     /* One token's heads, in place. */
@@ -45,8 +71,8 @@ extern const cpu_kernels cpu_kernels_scalar;
 const cpu_kernels *cpu_kernels_for(cpu_level level);
 
 /* The scalar kernels, shared with the SIMD tables for the slots they keep. */
-void cpu_matmul_rows_scalar(const tensor_view *w, const float *x, int32_t n_tok, float *y,
-                            int64_t r0, int64_t r1, float *scratch);
+void cpu_matmul_rows_scalar(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                            int64_t r1, float *scratch);
 void cpu_attention_head_scalar(const attention_params *p, const float *q, const float *k,
                                const float *v, float *out, int32_t t, int32_t h,
                                float *scratch);
@@ -61,6 +87,8 @@ struct backend_ctx {
     void *scratch_raw;           /* allocation behind `scratch` */
     float *scratch;              /* [n_threads][scratch_stride], 64-byte aligned rows */
     size_t scratch_stride;       /* floats per thread, a multiple of 16 */
+    void *xq;                    /* quantized activations of the current matmul */
+    size_t xq_bytes;
 };
 
 /* Grows the per-thread scratch to at least `floats` floats; op_lock held. */
