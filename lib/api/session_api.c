@@ -275,12 +275,18 @@ lmrt_status lmrt_session_feed_chat(lmrt_session *s, const char *const *roles,
     if (!tok)
         return lmrt_fail(LMRT_E_UNSUPPORTED, "lmrt_session_feed_chat: the model has no "
                          "tokenizer");
-    char *text = NULL;
-    size_t len;
-    if ((st = chat_format(tok, roles, contents, n_messages, add_assistant_turn, &text, &len)))
-        return st;
-    st = feed_text_flags(s, text, false, true, "lmrt_session_feed_chat");
-    lmrt_mem_free(text);
+    token_vec ids = {0};
+    if ((st = chat_encode(tok, roles, contents, n_messages, add_assistant_turn, &ids))) {
+        token_vec_free(&ids);
+        return lmrt_fail_prefix(st, "lmrt_session_feed_chat");
+    }
+    /* BOS only ever starts a sequence: a continuing conversation drops it. */
+    size_t skip = s->history.n > 0 && ids.n > 0 && ids.ids[0] == tokenizer_bos(tok);
+    if (ids.n == skip)
+        st = lmrt_fail(LMRT_E_INVALID_ARG, "lmrt_session_feed_chat: no messages");
+    else
+        st = session_feed(s, ids.ids + skip, ids.n - skip, NULL, NULL);
+    token_vec_free(&ids);
     return st;
 }
 

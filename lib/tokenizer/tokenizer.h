@@ -99,4 +99,12 @@ lmrt_status chat_format(const tokenizer *tok, const char *const *roles,
                         const char *const *contents, size_t n, bool add_assistant_turn,
                         char **out, size_t *out_len);
 
+/* The same conversation as ids, appended to `out`: the template's tokens are
+ * special, the roles and contents are always plain text, so a message cannot
+ * smuggle in "<|eot_id|>" or a header. This is what sessions feed. On failure
+ * `out` is restored to its length on entry. */
+lmrt_status chat_encode(const tokenizer *tok, const char *const *roles,
+                        const char *const *contents, size_t n, bool add_assistant_turn,
+                        token_vec *out);
+
 #endif
