@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "base/alloc.h"
 #include "lmrt.h"
 
 #define DATA LMRT_SOURCE_ROOT "/tests/data/"
@@ -477,6 +478,55 @@ static void session_outliving_its_model_is_invalid_state(void **state)
     lmrt_session_free(s);
 }
 
+/* Every allocation of a session's life fails in turn: each is LMRT_E_NOMEM,
+ * nothing leaks (ASan) and the session is still usable afterwards. */
+static void allocation_failures_are_nomem_everywhere(void **state)
+{
+    fixture *fx = *state;
+    for (long n = 0;; n++) {
+        lmrt_session *s = NULL, *r = NULL, *f = NULL;
+        void *blob = NULL;
+        size_t size = 0;
+        int32_t tok;
+        const char *roles[] = {"user"}, *contents[] = {"Hi"};
+        lmrt_sampler_params p;
+        lmrt_sampler_params_init(&p, sizeof p);
+        lmrt_session_params sp;
+        lmrt_session_params_init(&sp, sizeof sp);
+        sp.n_ctx = 64;
+        lmrt_alloc_fail_after(n);
+        lmrt_status st = lmrt_session_create(fx->ctx, &sp, &s);
+        if (!st)
+            st = lmrt_session_set_sampler(s, &p);
+        if (!st)
+            st = lmrt_session_feed_text(s, "Once upon", LMRT_TOKENIZE_ADD_BOS);
+        if (!st)
+            st = lmrt_session_feed_chat(s, roles, contents, 1, true);
+        if (!st)
+            st = lmrt_session_next_token(s, &tok, NULL, 0, NULL);
+        if (!st)
+            st = lmrt_session_save(s, &blob, &size);
+        if (!st)
+            st = lmrt_session_restore(fx->ctx, blob, size, &r);
+        if (!st)
+            st = lmrt_session_fork(r, &f);
+        lmrt_alloc_fail_after(-1);
+        if (st) {
+            assert_int_equal(st, LMRT_E_NOMEM);
+            /* Whatever failed, a session that exists still works. */
+            if (s && lmrt_session_feed_tokens(s, &(int32_t){1}, 1) == LMRT_OK)
+                assert_int_equal(lmrt_session_next_token(s, &tok, NULL, 0, NULL), LMRT_OK);
+        }
+        lmrt_free(blob);
+        lmrt_session_free(f);
+        lmrt_session_free(r);
+        lmrt_session_free(s);
+        if (!st)
+            break;
+        assert_true(n < 100000);
+    }
+}
+
 int main(void)
 {
     load_reference();
@@ -493,6 +543,7 @@ int main(void)
         cmocka_unit_test(all_logits_rows_agree_with_last_position),
         cmocka_unit_test(bad_inputs_are_clear_errors),
         cmocka_unit_test(session_outliving_its_model_is_invalid_state),
+        cmocka_unit_test(allocation_failures_are_nomem_everywhere),
     };
     return cmocka_run_group_tests_name("session", tests, setup, teardown);
 }
