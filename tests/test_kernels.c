@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -940,19 +941,43 @@ static int process_threads(void)
     return n;
 }
 
+/* The thread count once it reads `want`, or after 2 s: a joined thread leaves the
+ * count a moment after pthread_join returns (under qemu-user, milliseconds later). */
+static int process_threads_when(int want)
+{
+    int n = process_threads();
+    for (int i = 0; i < 200 && n != want; i++) {
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        n = process_threads();
+    }
+    return n;
+}
+
+/* The count once two reads 20 ms apart agree (threads of earlier tests gone). */
+static int process_threads_settled(void)
+{
+    int n = process_threads(), prev;
+    do {
+        prev = n;
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        n = process_threads();
+    } while (n != prev);
+    return n;
+}
+
 static void one_thread_context_starts_no_threads_and_free_joins_them(void **state)
 {
     (void)state;
-    int before = process_threads();
+    int before = process_threads_settled();
     if (before < 0)
         skip();
     backend_ctx *one = ctx_new(1);
-    assert_int_equal(process_threads(), before);
+    assert_int_equal(process_threads_when(before), before);
     B->ctx_free(one);
     backend_ctx *four = ctx_new(4);
-    assert_int_equal(process_threads(), before + 3);
+    assert_int_equal(process_threads_when(before + 3), before + 3);
     B->ctx_free(four);
-    assert_int_equal(process_threads(), before);
+    assert_int_equal(process_threads_when(before), before);
 }
 
 /* Adds the number of tasks each thread ran to its own counter. */

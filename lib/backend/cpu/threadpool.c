@@ -4,6 +4,8 @@
 #include "backend/cpu/threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "base/alloc.h"
@@ -15,27 +17,68 @@ typedef struct worker {
     pthread_t thread;
 } worker;
 
-/* Every shared field is read and written under `lock`: the pool is simple on
- * purpose (a lock-free spinning version lost a wake-up under load). A wake-up
- * costs microseconds per op; spinning belongs to the speed work, and only with
- * an argument that no wake-up can be lost. */
+/* Workers spin briefly on `generation` before sleeping, and the caller spins on
+ * `done` before sleeping, so that the hundreds of small runs of one forward pass
+ * do not each pay a futex wake-up (tens of microseconds on a VM).
+ *
+ * Why no wake-up is lost (the classic Dekker argument, all atomics seq_cst):
+ *   worker: sleepers++; then reads generation      caller: generation++; then reads sleepers
+ * In the single total order of seq_cst operations one of the two reads comes
+ * after the other side's write: either the worker sees the new generation and
+ * does not sleep, or the caller sees sleepers > 0 and broadcasts, under the
+ * mutex the worker holds until cond_wait releases it. The caller's sleep on
+ * `done` mirrors it with caller_sleeping. */
 struct threadpool {
     int32_t n_threads;
     worker *workers;             /* [n_threads - 1] */
     int32_t n_started;
 
     pthread_mutex_t run_lock;    /* one run at a time, single-threaded ones too */
-    pthread_mutex_t lock;        /* guards everything below */
+    pthread_mutex_t lock;        /* for the condition variables only */
     pthread_cond_t work_cv;      /* generation changed or stop */
-    pthread_cond_t done_cv;      /* pending reached 0 */
-    threadpool_fn fn;            /* the current job */
+    pthread_cond_t done_cv;      /* every worker finished the run */
+
+    /* The current job: written before the generation bump, read after seeing it. */
+    threadpool_fn fn;
     void *arg;
     int64_t n_tasks;
     int32_t n_used;
-    uint64_t generation;         /* bumped once per run */
-    int32_t pending;             /* workers that have not finished this run */
-    bool stop;
+
+    atomic_uint_fast64_t generation; /* bumped once per run */
+    atomic_int done;                 /* workers that finished this run */
+    atomic_int sleepers;             /* workers inside the sleep below */
+    atomic_bool caller_sleeping;
+    atomic_bool stop;
 };
+
+/* Before sleeping, a waiter polls SPIN_POLLS times with a pause (microseconds,
+ * enough to bridge two ops of a forward pass), then YIELD_POLLS times giving its
+ * core away: with more threads than cores, a thread that only spun would hold
+ * the core the thread it waits for needs. */
+#define SPIN_POLLS 300
+#define YIELD_POLLS 5
+
+/* Spins until *(cond)(pool) holds; false when it never did (then sleep). */
+#define POLL_UNTIL(condition)                                                                \
+    ({                                                                                       \
+        bool met_ = false;                                                                   \
+        for (int i_ = 0; i_ < SPIN_POLLS + YIELD_POLLS && !(met_ = (condition)); i_++) {     \
+            if (i_ < SPIN_POLLS)                                                             \
+                cpu_relax();                                                                 \
+            else                                                                             \
+                sched_yield();                                                               \
+        }                                                                                    \
+        met_;                                                                                \
+    })
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 static inline void task_range(int64_t n_tasks, int32_t n_used, int32_t i, int64_t *begin,
                               int64_t *end)
@@ -47,38 +90,49 @@ static inline void task_range(int64_t n_tasks, int32_t n_used, int32_t i, int64_
     *end = q * (i + 1) + r * (i + 1) / n_used;
 }
 
+/* Waits until generation differs from `seen` or stop is set; returns it. */
+static uint64_t wait_for_work(threadpool *pool, uint64_t seen)
+{
+    if (POLL_UNTIL(atomic_load(&pool->generation) != seen || atomic_load(&pool->stop)))
+        return atomic_load(&pool->generation);
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add(&pool->sleepers, 1);
+    uint64_t g;
+    while ((g = atomic_load(&pool->generation)) == seen && !atomic_load(&pool->stop))
+        pthread_cond_wait(&pool->work_cv, &pool->lock);
+    atomic_fetch_sub(&pool->sleepers, 1);
+    pthread_mutex_unlock(&pool->lock);
+    return g;
+}
+
 static void *worker_main(void *p)
 {
     worker *w = p;
     threadpool *pool = w->pool;
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (pool->generation == seen && !pool->stop)
-            pthread_cond_wait(&pool->work_cv, &pool->lock);
-        if (pool->stop)
-            break;
-        seen = pool->generation;
-        threadpool_fn fn = pool->fn;
-        void *arg = pool->arg;
+        uint64_t g = wait_for_work(pool, seen);
+        if (atomic_load(&pool->stop))
+            return NULL;
+        seen = g;
         int64_t begin = 0, end = 0;
         if (w->index < pool->n_used)
             task_range(pool->n_tasks, pool->n_used, w->index, &begin, &end);
-        pthread_mutex_unlock(&pool->lock);
         if (begin < end)
-            fn(arg, begin, end, w->index);
-        pthread_mutex_lock(&pool->lock);
-        if (--pool->pending == 0)
+            pool->fn(pool->arg, begin, end, w->index);
+        if (atomic_fetch_add(&pool->done, 1) + 1 == pool->n_started &&
+            atomic_load(&pool->caller_sleeping)) {
+            pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->done_cv);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
-    pthread_mutex_unlock(&pool->lock);
-    return NULL;
 }
 
 static void stop_workers(threadpool *pool)
 {
     pthread_mutex_lock(&pool->lock);
-    pool->stop = true;
+    atomic_store(&pool->stop, true);
     pthread_cond_broadcast(&pool->work_cv);
     pthread_mutex_unlock(&pool->lock);
     for (int32_t i = 0; i < pool->n_started; i++)
@@ -95,6 +149,11 @@ lmrt_status threadpool_create(int32_t n_threads, threadpool **out)
     if (!pool)
         return lmrt_fail(LMRT_E_NOMEM, "threadpool_create: out of memory");
     pool->n_threads = n_threads;
+    atomic_init(&pool->generation, 0);
+    atomic_init(&pool->done, 0);
+    atomic_init(&pool->sleepers, 0);
+    atomic_init(&pool->caller_sleeping, false);
+    atomic_init(&pool->stop, false);
     pthread_mutex_init(&pool->run_lock, NULL);
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->work_cv, NULL);
@@ -146,29 +205,38 @@ void threadpool_run(threadpool *pool, int64_t n_tasks, threadpool_fn fn, void *a
         return;
     int32_t n_used = pool->n_threads < n_tasks ? pool->n_threads : (int32_t)n_tasks;
     pthread_mutex_lock(&pool->run_lock);
-    if (n_used == 1) {
+    if (n_used == 1 || pool->n_started == 0) {
         fn(arg, 0, n_tasks, 0);
         pthread_mutex_unlock(&pool->run_lock);
         return;
     }
-    pthread_mutex_lock(&pool->lock);
     pool->fn = fn;
     pool->arg = arg;
     pool->n_tasks = n_tasks;
     pool->n_used = n_used;
-    pool->pending = pool->n_started;
-    pool->generation++;
-    pthread_cond_broadcast(&pool->work_cv);
-    pthread_mutex_unlock(&pool->lock);
+    atomic_store(&pool->done, 0);
+    atomic_fetch_add(&pool->generation, 1);   /* publishes the job */
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->work_cv);
+        pthread_mutex_unlock(&pool->lock);
+    }
 
     int64_t begin, end;
     task_range(n_tasks, n_used, 0, &begin, &end);
     if (begin < end)
         fn(arg, begin, end, 0);
 
-    pthread_mutex_lock(&pool->lock);
-    while (pool->pending != 0)
-        pthread_cond_wait(&pool->done_cv, &pool->lock);
-    pthread_mutex_unlock(&pool->lock);
+    const int want = pool->n_started;
+    if (!POLL_UNTIL(atomic_load(&pool->done) == want)) {
+        pthread_mutex_lock(&pool->lock);
+        /* An exchange, not a store: qemu-user was seen to let the load of `done`
+         * below pass a plain seq_cst store, losing the wake-up. */
+        (void)atomic_exchange(&pool->caller_sleeping, true);
+        while (atomic_load(&pool->done) != want)
+            pthread_cond_wait(&pool->done_cv, &pool->lock);
+        atomic_store(&pool->caller_sleeping, false);
+        pthread_mutex_unlock(&pool->lock);
+    }
     pthread_mutex_unlock(&pool->run_lock);
 }
