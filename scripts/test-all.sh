@@ -6,12 +6,16 @@
 #   4. TSan over the session and kernel tests (threads and shared models)
 #   5. valgrind over the unit suite (the scalar paths, as valgrind has no AVX-512)
 #   6. the ABI check against lib/abi/liblmrt.abi
-#   7. libFuzzer on the GGUF reader for FUZZ_SECONDS (default 60) when clang is present
+#   7. libFuzzer on the GGUF reader for FUZZ_SECONDS (default 60) and on the image
+#      decoders for IMAGE_FUZZ_SECONDS (default 30) when clang is present
+#   8. the aarch64 cross build (-Werror) and the unit suite under qemu-user, NEON
+#      kernels included
 # Needs what scripts/install-deps.sh installs.
 set -eu
 cd "$(dirname "$0")/.."
 out=build-test
 fuzz_seconds=${FUZZ_SECONDS:-60}
+image_fuzz_seconds=${IMAGE_FUZZ_SECONDS:-30}
 rm -rf "$out"
 mkdir -p "$out"
 
@@ -61,6 +65,29 @@ if command -v clang >/dev/null 2>&1; then
         -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_gguf.log" 2>&1 || fuzz_rc=$?
     tail -n 12 "$out/fuzz/fuzz_gguf.log"
     [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_gguf failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
+
+    step "libFuzzer: image decoders (PNG, PPM, JPEG) for ${image_fuzz_seconds}s"
+    meson compile -C "$out/fuzz" fuzz_png
+    corpus="$out/fuzz/corpus-png"
+    mkdir -p "$corpus"
+    cp tests/fuzz/corpus/png/* "$corpus/"
+    fuzz_rc=0
+    "$out/fuzz/tests/fuzz/fuzz_png" -max_total_time="$image_fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$out/fuzz/png-" \
+        -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_png.log" 2>&1 || fuzz_rc=$?
+    tail -n 12 "$out/fuzz/fuzz_png.log"
+    [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_png failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
 fi
+
+step "aarch64 cross build, unit tests under qemu"
+# gcc-aarch64-linux-gnu and the arm64 multiarch libraries; the tests run under
+# qemu-aarch64 -cpu max (the cross file's exe_wrapper), so the NEON kernels with SDOT
+# run; then the NEON test once more on a CPU without dotprod (the widening-multiply
+# path, chosen at run time). The Python/Rust bindings and the examples/install tests
+# need a native build and stay with the steps above.
+meson setup "$out/arm" --cross-file scripts/cross/aarch64-linux-gnu.ini -Dwerror=true >/dev/null
+meson compile -C "$out/arm"
+meson test -C "$out/arm" -v --print-errorlogs --suite unit
+qemu-aarch64 -cpu cortex-a72 "$out/arm/tests/test_neon"
 
 step "all checks passed"

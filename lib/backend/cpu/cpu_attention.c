@@ -1,6 +1,8 @@
 /* cpu_attention.c - causal grouped-query attention over the KV cache on the CPU.
- * The op splits the (token, head) pairs over the thread pool; the scalar kernel
- * computes one pair: scores, max-subtracted softmax, weighted sum of values.
+ * The op splits the (token, head) pairs over the thread pool - or, for a table with
+ * attention_group, groups of up to 16 queries that share a kv head, so that the cache
+ * is read once per group; the scalar kernel computes one pair: scores,
+ * max-subtracted softmax, weighted sum of values.
  * It reads the cache as laid out in backend.h and writes nothing else. */
 #include <math.h>
 #include <stdint.h>
@@ -57,6 +59,9 @@ typedef struct attention_job {
     const attention_params *p;
     const float *q, *k, *v;
     float *out;
+    /* attention_group: heads per group (within one kv head), tokens per group, and the
+     * counts of head groups and token blocks */
+    int32_t hb, tb, n_hg, n_tb;
 } attention_job;
 
 static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
@@ -66,6 +71,26 @@ static void attention_range(void *arg, int64_t begin, int64_t end, int thread)
     for (int64_t i = begin; i < end; i++)
         j->ctx->k->attention(j->p, j->q, j->k, j->v, j->out, (int32_t)(i / j->p->n_head),
                              (int32_t)(i % j->p->n_head), scratch);
+}
+
+/* Task i: head group i % n_hg and token block k = i / n_hg, taken from both ends in turn
+ * (0, last, 1, last - 1, ...) so that each thread's contiguous share mixes short and
+ * long causal rows. */
+static void attention_group_range(void *arg, int64_t begin, int64_t end, int thread)
+{
+    const attention_job *j = arg;
+    const attention_params *p = j->p;
+    float *scratch = cpu_scratch(j->ctx, thread);
+    const int32_t group = p->n_head / p->n_head_kv, per_kv = (group + j->hb - 1) / j->hb;
+    for (int64_t i = begin; i < end; i++) {
+        const int32_t hg = (int32_t)(i % j->n_hg), k = (int32_t)(i / j->n_hg);
+        const int32_t blk = k % 2 == 0 ? k / 2 : j->n_tb - 1 - k / 2;
+        const int32_t h0 = hg / per_kv * group + hg % per_kv * j->hb;
+        const int32_t h1 = h0 + j->hb < (hg / per_kv + 1) * group ? h0 + j->hb
+                                                                  : (hg / per_kv + 1) * group;
+        const int32_t t0 = blk * j->tb, t1 = t0 + j->tb < p->n_tok ? t0 + j->tb : p->n_tok;
+        j->ctx->k->attention_group(p, j->q, j->k, j->v, j->out, t0, t1, h0, h1, scratch);
+    }
 }
 
 lmrt_status cpu_attention(backend_ctx *ctx, const attention_params *p, const float *q,
@@ -97,10 +122,23 @@ lmrt_status cpu_attention(backend_ctx *ctx, const attention_params *p, const flo
     if (!q || !k || !v || !out)
         return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention: NULL %s",
                          !q ? "q" : !k ? "k" : !v ? "v" : "out");
-    attention_job job = {ctx, p, q, k, v, out};
+    attention_job job = {ctx, p, q, k, v, out, 0, 0, 0, 0};
+    int64_t scratch = (int64_t)p->n_past + p->n_tok;
+    if (ctx->k->attention_group) {
+        const int32_t group = p->n_head / p->n_head_kv;
+        job.hb = group < CPU_ATT_GROUP ? group : CPU_ATT_GROUP;
+        job.tb = CPU_ATT_GROUP / job.hb;
+        job.n_hg = p->n_head_kv * ((group + job.hb - 1) / job.hb);
+        job.n_tb = (p->n_tok + job.tb - 1) / job.tb;
+        int64_t need = cpu_attention_group_scratch(p->head_dim);
+        if (need > scratch)
+            scratch = need;
+    }
     pthread_mutex_lock(&ctx->op_lock);
-    lmrt_status st = cpu_scratch_reserve(ctx, (int64_t)p->n_past + p->n_tok, "attention");
-    if (!st)
+    lmrt_status st = cpu_scratch_reserve(ctx, scratch, "attention");
+    if (!st && ctx->k->attention_group)
+        threadpool_run(ctx->pool, (int64_t)job.n_tb * job.n_hg, attention_group_range, &job);
+    else if (!st)
         threadpool_run(ctx->pool, (int64_t)p->n_tok * p->n_head, attention_range, &job);
     pthread_mutex_unlock(&ctx->op_lock);
     return st;

@@ -16,13 +16,18 @@ typedef struct cpu_features {
     cpu_level level;
     bool avx512_vnni;
     bool avx512_bf16;
+    bool amx_int8;            /* AMX-TILE + AMX-INT8, enabled by the OS and permitted to
+                               * this process (arch_prctl); only at CPU_LEVEL_AVX512 */
+    bool neon_dotprod;        /* arm64 SDOT/UDOT (HWCAP_ASIMDDP); only at CPU_LEVEL_NEON */
     int n_cores;              /* online logical processors */
 } cpu_features;
 
 /* Detected once per process. LMRT_CPU=scalar|avx2|avx512|neon in the environment
- * lowers (never raises) the level, for tests and benchmarks. */
+ * lowers (never raises) the level, for tests and benchmarks; AMX is used only when
+ * LMRT_CPU is unset or "amx" (so LMRT_CPU=avx512 means AVX-512 without AMX). */
 const cpu_features *cpu_features_get(void);
-/* "scalar", "avx2", "avx512", "avx512-vnni-bf16", "neon", ... */
+/* "scalar", "avx2", "avx512", "avx512-vnni-bf16", "avx512-vnni-bf16-amx", "neon",
+ * "neon-dotprod", ... */
 const char *cpu_features_describe(const cpu_features *f);
 
 #endif

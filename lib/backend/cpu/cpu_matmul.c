@@ -1,8 +1,9 @@
 /* cpu_matmul.c - y = x W^T on the CPU, the hot spot of every forward pass.
  * The op splits the weight's output rows over the thread pool; the scalar
  * kernel dequantizes each weight row once (straight from the mapping, no copy of
- * the tensor) and dots it with every token. SIMD kernels will replace the dot
- * with quantized dots (cpu_matmul_<type>_<isa>.c) and are tested against this one. */
+ * the tensor) and dots it with every token. The SIMD kernels (cpu_matmul_*_avx2.c,
+ * cpu_matmul_avx512.c, cpu_amx.c; numerics in cpu_simd.h) replace the dot with
+ * int8 dots on x quantized once per op, and are tested against this one. */
 #include <stdalign.h>
 #include <stdint.h>
 
@@ -118,7 +119,8 @@ lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, i
                                                        : quantize_row_q8_K;
     }
     pthread_mutex_lock(&ctx->op_lock);
-    st = cpu_scratch_reserve(ctx, w->n_cols, "matmul");
+    int64_t (*scratch_floats)(const tensor_view *, int32_t) = ctx->k->matmul_scratch[w->type];
+    st = cpu_scratch_reserve(ctx, scratch_floats ? scratch_floats(w, n_tok) : w->n_cols, "matmul");
     if (!st && job.quantize)
         st = reserve_xq(ctx, job.in.xq_row_bytes * (size_t)n_tok);
     if (!st) {

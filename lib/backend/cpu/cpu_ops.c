@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_neon.h"
+#include "backend/cpu/cpu_simd.h"
 #include "base/alloc.h"
 #include "base/error.h"
 #include "tensor/quant.h"
@@ -42,14 +44,26 @@ const cpu_kernels cpu_kernels_scalar = {
 
 /* One table per cpu_level; NULL until that level's kernels exist, and a NULL
  * entry falls back along level_fallback (AVX-512 -> AVX2 -> scalar, NEON ->
- * scalar). LMRT_CPU=scalar forces the reference. SIMD tables plug in here:
- *   [CPU_LEVEL_AVX2] = &cpu_kernels_avx2,  (cpu_*_avx2.c, built with -mavx2 -mfma -mf16c
- *                                           on those files only, never -march=native) */
+ * scalar). LMRT_CPU=scalar forces the reference. The SIMD tables come from
+ * cpu_*_avx2.c / cpu_*_avx512.c, built with their -m flags on those files only
+ * (never -march=native) when meson finds the compiler supports them. */
 static const cpu_kernels *const kernels_by_level[] = {
     [CPU_LEVEL_SCALAR] = &cpu_kernels_scalar,
+#if defined(__aarch64__)
+    [CPU_LEVEL_NEON] = &cpu_kernels_neon,
+#else
     [CPU_LEVEL_NEON] = NULL,
+#endif
+#if defined(LMRT_HAVE_AVX2_KERNELS)
+    [CPU_LEVEL_AVX2] = &cpu_kernels_avx2,
+#else
     [CPU_LEVEL_AVX2] = NULL,
+#endif
+#if defined(LMRT_HAVE_AVX512_KERNELS)
+    [CPU_LEVEL_AVX512] = &cpu_kernels_avx512,   /* needs VNNI: see cpu_kernels_for */
+#else
     [CPU_LEVEL_AVX512] = NULL,
+#endif
 };
 
 /* Where a level without its own table goes instead. */
@@ -65,6 +79,19 @@ const cpu_kernels *cpu_kernels_for(cpu_level level)
     unsigned l = (unsigned)level;
     if (l >= sizeof kernels_by_level / sizeof kernels_by_level[0])
         return &cpu_kernels_scalar;
+#if defined(LMRT_HAVE_AVX512_KERNELS)
+    /* The AVX-512 table's int8 dots are VNNI; with AMX-INT8 too, the variant whose
+     * Q8_0/Q4_0 prompt tiles run on AMX (the same bits). */
+    if (l == CPU_LEVEL_AVX512) {
+        const cpu_features *f = cpu_features_get();
+        if (!f->avx512_vnni)
+            l = CPU_LEVEL_AVX2;
+#if defined(LMRT_HAVE_AMX_KERNELS)
+        else if (f->amx_int8)
+            return &cpu_kernels_avx512_amx;
+#endif
+    }
+#endif
     while (!kernels_by_level[l] && l != CPU_LEVEL_SCALAR)
         l = level_fallback[l];
     return kernels_by_level[l];

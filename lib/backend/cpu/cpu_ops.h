@@ -34,7 +34,8 @@ typedef struct matmul_input {
 } matmul_input;
 
 /* y[t][r] for rows r in [r0, r1) and every token t < in->n_tok.
- * y: [n_tok][w->n_rows]; scratch: w->n_cols floats for this thread.
+ * y: [n_tok][w->n_rows]; scratch: this thread's matmul_scratch[type](w, n_tok) floats
+ * (w->n_cols without that hook), 64-byte aligned.
  * Contract that keeps results exact and reproducible: y[t][r] must be the same
  * bits whatever r0, r1 and n_tok are (a batch gives each token what it would get
  * alone), so tiles over tokens must accumulate each output in the same order as
@@ -50,6 +51,9 @@ typedef struct matmul_kernel {
 typedef struct cpu_kernels {
     const char *name;
     matmul_kernel matmul[GGML_TYPE_COUNT];
+    /* Floats of per-thread scratch matmul[type].rows needs for n_tok tokens of w (a NULL
+     * slot: w->n_cols). */
+    int64_t (*matmul_scratch[GGML_TYPE_COUNT])(const tensor_view *w, int32_t n_tok);
     /* x[0..n) to one row of `vec_type` blocks (Q8_0 or Q8_K; NULL slots use the
      * reference quantizers). Must give the same bytes as the reference. */
     void (*quantize_row[GGML_TYPE_COUNT])(const float *x, void *out, int64_t n);
@@ -63,7 +67,21 @@ typedef struct cpu_kernels {
                       const float *v, float *out, int32_t t, int32_t h, float *scratch);
     void (*silu_mul)(float *gate, const float *up, int64_t n);
     void (*add)(float *y, const float *x, int64_t n);
+    /* Optional (NULL: the op calls `attention` once per query): the queries of tokens
+     * [t0, t1) and heads [h0, h1), all reading one kv head, at most CPU_ATT_GROUP of them,
+     * in one pass over the cache. Each output must be the same bits as `attention` gives
+     * for that query alone. scratch: cpu_attention_group_scratch(head_dim) floats. */
+    void (*attention_group)(const attention_params *p, const float *q, const float *k,
+                            const float *v, float *out, int32_t t0, int32_t t1, int32_t h0,
+                            int32_t h1, float *scratch);
 } cpu_kernels;
+
+#define CPU_ATT_GROUP 16
+/* Per-query output accumulators and one transposed block of 16 keys. */
+static inline int64_t cpu_attention_group_scratch(int32_t head_dim)
+{
+    return 2 * CPU_ATT_GROUP * (((int64_t)head_dim + 15) & ~(int64_t)15) + 64;
+}
 
 extern const cpu_kernels cpu_kernels_scalar;
 

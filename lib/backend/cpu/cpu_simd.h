@@ -1,0 +1,108 @@
+/* cpu_simd.h - the x86 SIMD kernel tables (AVX2, AVX-512, AVX-512 + AMX) and the
+ * numerics they share. Only files built with the matching -m flags define these;
+ * cpu_ops.c lists them in kernels_by_level[] when meson built them
+ * (LMRT_HAVE_AVX2_KERNELS, LMRT_HAVE_AVX512_KERNELS, LMRT_HAVE_AMX_KERNELS).
+ *
+ * What every SIMD level computes, so that levels and tile shapes agree bit for bit:
+ *
+ *  F32, F16, BF16 (vec_type F32): exactly dot_f32(dequantized row, x) - element i
+ *    into float lane i % 8 by a rounded multiply then a rounded add (no FMA), lanes
+ *    summed ((l0+l4)+(l2+l6))+((l1+l5)+(l3+l7)). The same bits as the scalar kernel.
+ *
+ *  Q8_0, Q4_0 (vec_type Q8_0): per 32-block b, the exact integer
+ *      isum_b = sum_i w_i * xq_i          (w_i = q_i, or nibble_i - 8 for Q4_0)
+ *    then, in block order, acc = fmaf(dw_b * dx_b, (float)isum_b, acc), from acc = 0.
+ *    dw_b * dx_b is a product of two halves, exact in float; isum_b < 2^24 is exact.
+ *
+ *  Q4_K (vec_type Q8_K): per 256-block, isum = sum_j sc_j * sum_{i in sub-block j} q_i xq_i,
+ *    imin = sum_j m_j * (bsum_2j + bsum_2j+1), both exact int32, then
+ *      acc = fmaf(d * dx, (float)isum, acc); acc = fmaf(-(dmin * dx), (float)imin, acc).
+ *  Q6_K (vec_type Q8_K): isum = sum_j sc_j * sum_{i in 16-group j} (q_i - 32) xq_i, then
+ *      acc = fmaf(d * dx, (float)isum, acc).
+ *
+ * Integer sums do not depend on the order they are formed in and each output's float
+ * steps are the same whatever the tile, so y[t][r] is the same for any row range,
+ * token count, thread split, level (AVX2 / AVX-512 / AMX) or tile shape. These are
+ * not the scalar kernel's bits: x is rounded to int8 first (see tests/test_simd.c for
+ * the error bound). */
+#ifndef LMRT_BACKEND_CPU_SIMD_H
+#define LMRT_BACKEND_CPU_SIMD_H
+
+#include "backend/cpu/cpu_ops.h"
+
+/* Before small fixed-count loops over vectors in the kernels: unrolled, their arrays of
+ * vectors stay in registers (GCC -O2 leaves them in memory otherwise). */
+#define CPU_UNROLL _Pragma("GCC unroll 16")
+
+/* Software prefetch of a contiguous run (the next panel's rows, which follow each other
+ * in memory), a slice per step and in order, so that DRAM sees one sequential stream
+ * while a panel walks its 8-16 rows at once (which the hardware prefetchers follow
+ * poorly: GEMV ran at ~35-40% of the streaming bandwidth without this). Stops at
+ * `limit`, the end of the tensor. */
+typedef struct cpu_prefetch_run {
+    const char *p, *end;
+    size_t step;
+} cpu_prefetch_run;
+
+static inline cpu_prefetch_run cpu_prefetch_run_init(const void *start, size_t bytes,
+                                                     const void *limit, int64_t steps)
+{
+    const char *s = start, *l = limit;
+    size_t avail = s < l ? (size_t)(l - s) : 0;
+    size_t lines = ((bytes < avail ? bytes : avail) + 63) / 64;
+    size_t per = steps > 0 ? (lines + (size_t)steps - 1) / (size_t)steps : lines;
+    cpu_prefetch_run r = {s, s + 64 * lines, 64 * per};
+    return r;
+}
+
+static inline void cpu_prefetch_run_step(cpu_prefetch_run *r)
+{
+    for (size_t i = 0; i < r->step && r->p < r->end; i += 64, r->p += 64)
+        __builtin_prefetch(r->p, 0, 3);
+}
+
+#if defined(LMRT_HAVE_AVX2_KERNELS)
+extern const cpu_kernels cpu_kernels_avx2;
+
+/* cpu_matmul_avx2.c */
+void cpu_matmul_f_avx2(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                       int64_t r1, float *scratch);
+void cpu_matmul_q8_avx2(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                        int64_t r1, float *scratch);
+int64_t cpu_matmul_q8_avx2_scratch(const tensor_view *w, int32_t n_tok);
+/* cpu_matmul_k_avx2.c: Q4_K and Q6_K against Q8_K activations. */
+void cpu_matmul_k_avx2(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                       int64_t r1, float *scratch);
+int64_t cpu_matmul_k_avx2_scratch(const tensor_view *w, int32_t n_tok);
+/* cpu_kernels_avx2.c: byte-exact copies of quantize_row_q8_0 / quantize_row_q8_K. */
+void cpu_quantize_q8_0_avx2(const float *x, void *out, int64_t n);
+void cpu_quantize_q8_K_avx2(const float *x, void *out, int64_t n);
+/* cpu_kernels_avx2.c: per-token and elementwise kernels the AVX-512 table keeps. */
+void cpu_rmsnorm_avx2(const float *x, const float *weight, int32_t n, float eps, float *y);
+void cpu_rope_avx2(float *x, int32_t n_head, int32_t head_dim, int32_t n_rot, int32_t pos,
+                   float freq_base, const float *freq_factors);
+void cpu_add_avx2(float *y, const float *x, int64_t n);
+#endif
+
+#if defined(LMRT_HAVE_AVX512_KERNELS)
+/* Needs AVX-512 F/BW/VL/VNNI; cpu_kernels_for() falls back to AVX2 without VNNI. */
+extern const cpu_kernels cpu_kernels_avx512;
+
+/* cpu_matmul_avx512.c */
+void cpu_matmul_f_avx512(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                         int64_t r1, float *scratch);
+void cpu_matmul_q8_avx512(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                          int64_t r1, float *scratch);
+int64_t cpu_matmul_q8_avx512_scratch(const tensor_view *w, int32_t n_tok);
+#endif
+
+#if defined(LMRT_HAVE_AMX_KERNELS)
+/* The AVX-512 table with Q8_0/Q4_0 prompt tiles on AMX-INT8 (same bits); chosen by
+ * cpu_kernels_for() when cpu_features reports amx_int8 (OS permission granted). */
+extern const cpu_kernels cpu_kernels_avx512_amx;
+void cpu_matmul_q8_amx(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
+                       int64_t r1, float *scratch);
+int64_t cpu_matmul_q8_amx_scratch(const tensor_view *w, int32_t n_tok);
+#endif
+
+#endif
