@@ -1,6 +1,6 @@
 """test_examples.py - the command-line examples as a user runs them: lmrt-info and
-lmrt-caps on real, hand-made and hostile GGUF files. A crash, a hang or a zero
-exit on a broken file fails the test.
+lmrt-caps on real, hand-made and hostile GGUF files, and lmrt-bench's report on the
+built-in model. A crash, a hang or a zero exit on a broken file fails the test.
 
 usage: python3 test_examples.py BUILD_EXAMPLES_DIR SOURCE_ROOT
 """
@@ -160,6 +160,63 @@ class CapsTest(Scratch):
             rc, out, err = run("lmrt-caps", "-m", self.file("cut.gguf", data[:n]), "--region", "US")
             self.assertEqual(rc, 1, "truncated at %d: %s" % (n, err))
             self.assertIn("LMRT_E_FORMAT", err)
+
+
+class BenchTest(unittest.TestCase):
+    """lmrt-bench on the built-in model: a small run, so only the shape of the
+    report is checked, never a speed."""
+    KEYS = ("model", "file_type", "n_threads", "repeats", "n_prompt", "n_gen", "n_ctx",
+            "pp_tokens_per_s", "tg_tokens_per_s", "pp_tokens_per_s_min", "pp_tokens_per_s_max",
+            "tg_tokens_per_s_min", "tg_tokens_per_s_max", "bytes_per_token",
+            "weight_bytes_per_token", "kv_bytes_per_token", "bandwidth_gb_s",
+            "roofline_fraction", "kv_cache_bytes", "peak_rss_bytes", "load_s", "cpu_simd")
+
+    def test_json_report_has_every_figure(self):
+        rc, out, err = run("lmrt-bench", "-p", "8", "-n", "8", "-r", "2", "-t", "2",
+                           "--bw-mib", "64", "--bw-seconds", "0", "--json")
+        self.assertEqual(rc, 0, err)
+        r = json.loads(out)   # exactly one object: trailing text would fail here
+        for key in self.KEYS:
+            self.assertIn(key, r)
+        self.assertEqual(r["model"], "builtin")
+        self.assertEqual((r["n_prompt"], r["n_gen"], r["n_ctx"], r["repeats"]), (8, 8, 16, 2))
+        self.assertEqual(r["n_threads"], 2)
+        for key in ("pp", "tg"):
+            self.assertEqual(len(r[key + "_samples"]), 2)
+            self.assertGreater(r[key + "_tokens_per_s_min"], 0)
+            self.assertLessEqual(r[key + "_tokens_per_s_min"], r[key + "_tokens_per_s"])
+            self.assertLessEqual(r[key + "_tokens_per_s"], r[key + "_tokens_per_s_max"])
+        for key in ("bandwidth_gb_s", "roofline_fraction", "peak_rss_bytes", "load_s"):
+            self.assertGreater(r[key], 0, key)
+        # stories260K: 5 layers, 4 kv heads of 8, F32 cache: 1280 bytes per position.
+        self.assertEqual(r["kv_cache_bytes"], 16 * 1280)
+        self.assertEqual(r["kv_bytes_per_token"], 1280 * 8 + 1280 * 9 // 2)
+        self.assertEqual(r["bytes_per_token"],
+                         r["weight_bytes_per_token"] + r["kv_bytes_per_token"])
+        # Tied output: the whole token_embd plus one of its 512 rows, at most every tensor.
+        self.assertLessEqual(r["weight_bytes_per_token"], r["model_bytes"] * 513 // 512)
+        self.assertTrue(r["cpu_simd"])
+
+    def test_text_report_states_the_formulas(self):
+        rc, out, err = run("lmrt-bench", "-p", "4", "-n", "4", "-r", "1", "--bw-mib", "16",
+                           "--bw-seconds", "0")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("| pp4 ", out)
+        self.assertIn("| tg4 ", out)
+        self.assertIn("n_layer x (p + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes", out)
+        self.assertIn("bandwidth:", out)
+
+    def test_bad_arguments_exit_nonzero(self):
+        for args in (["-p", "0"], ["-n", "-1"], ["-r", "0"], ["-t", "x"], ["-p"], ["--bogus"],
+                     ["--bw-seconds", "-1"], ["--bw-mib", "0"],
+                     ["-p", "2000", "-n", "100"]):   # more than stories260K's 2048 positions
+            rc, out, err = run("lmrt-bench", *args, "--json")
+            self.assertNotEqual(rc, 0, args)
+            self.assertEqual(out, "", args)
+            self.assertIn("lmrt-bench:", err, args)
+        rc, out, err = run("lmrt-bench", "-m", "/nonexistent/x.gguf", "--json")
+        self.assertEqual(rc, 1)
+        self.assertIn("LMRT_E_IO", err)
 
 
 if __name__ == "__main__":

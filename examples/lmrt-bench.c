@@ -1,0 +1,662 @@
+/* lmrt-bench - how fast lmrt runs a model on this machine, in the spirit of llama-bench,
+ * through the public API only, and how close generation comes to the memory roofline.
+ *
+ *   lmrt-bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPEATS]
+ *              [--bw-mib MIB] [--bw-seconds S] [--json]
+ *
+ * No -m: the built-in model. Defaults: -p 512 -n 128 -r 5, -t 0 (one thread per core).
+ * After one untimed warm-up token (it faults the mapped weights in), each repeat
+ * opens a fresh session with n_ctx = p + n, feeds p fixed pseudo-random token ids in
+ * one lmrt_session_feed_tokens call (pp), then generates n tokens greedily with
+ * lmrt_session_next_token (tg). Reported: medians and min..max over the repeats,
+ * the bytes one generated token reads, the machine's read bandwidth measured here
+ * with the same thread count (the best of at least 5 passes over --bw-seconds,
+ * default 3, of a buffer of --bw-mib, default max(1 GiB, weights)), and the
+ * fraction of that roofline tg reaches:
+ *
+ *   weight bytes/token = sum(blk.*) + output.weight (token_embd.weight when tied)
+ *                        + output_norm + rope_freqs + one token_embd row
+ *   KV bytes/token     = n_layer * (p + (n + 1) / 2) * n_head_kv * head_dim * 2 * 4
+ *                        (K and V in F32, read up to the average decoded position)
+ *   roofline fraction  = tg tokens/s * (weight + KV bytes/token) / read bandwidth
+ *
+ * Peak RSS is VmHWM (getrusage's ru_maxrss where /proc is missing), taken before the
+ * bandwidth buffer is allocated; the budget is model file + KV cache + 64 MiB.
+ * --json prints one JSON object on stdout; progress goes to stderr. Exit status:
+ * 0 done, 1 an lmrt call failed, 2 bad arguments. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmrt.h>
+
+#define MIB (1024.0 * 1024.0)
+#define RSS_SLACK ((uint64_t)64 << 20)   /* the budget's allowance beyond file + KV */
+
+typedef struct options {
+    const char *model;
+    long n_prompt, n_gen, threads, repeats, bw_mib;
+    double bw_seconds;
+    int json;
+} options;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: lmrt-bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] "
+                    "[-r REPEATS]\n                  [--bw-mib MIB] [--bw-seconds S] [--json]\n");
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* 0 to run, 1 for --help, -1 for a bad option. */
+static int parse_args(int argc, char **argv, options *o)
+{
+    *o = (options){.n_prompt = 512, .n_gen = 128, .repeats = 5, .bw_seconds = 3};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long secs;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return 1;
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        }
+        if (!v)
+            goto bad;
+        i++;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            o->model = v;
+        else if ((!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) &&
+                 !parse_long(v, 1, 1L << 20, &o->n_prompt))
+            ;
+        else if ((!strcmp(a, "-n") || !strcmp(a, "--n-gen")) &&
+                 !parse_long(v, 1, 1L << 20, &o->n_gen))
+            ;
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) &&
+                 !parse_long(v, 0, 1024, &o->threads))
+            ;
+        else if ((!strcmp(a, "-r") || !strcmp(a, "--repeats")) &&
+                 !parse_long(v, 1, 1000, &o->repeats))
+            ;
+        else if (!strcmp(a, "--bw-mib") && !parse_long(v, 1, 1L << 20, &o->bw_mib))
+            ;
+        else if (!strcmp(a, "--bw-seconds") && !parse_long(v, 0, 3600, &secs))
+            o->bw_seconds = (double)secs;
+        else
+            goto bad;
+        continue;
+    bad:
+        fprintf(stderr, "lmrt-bench: bad or incomplete option '%s'\n", a);
+        return -1;
+    }
+    return 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- statistics over repeats --------------------------------------------- */
+
+typedef struct stats {
+    double median, min, max;
+} stats;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static stats summarize(const double *samples, long n)
+{
+    double *s = malloc((size_t)n * sizeof *s);
+    if (!s)
+        return (stats){samples[0], samples[0], samples[0]};
+    memcpy(s, samples, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    stats r = {n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1]};
+    free(s);
+    return r;
+}
+
+/* ---- memory: resident set sizes ------------------------------------------ */
+
+/* A "Key:   N kB" line of /proc/self/status in bytes, or 0 where there is none. */
+static uint64_t proc_status_bytes(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    size_t klen = strlen(key);
+    uint64_t bytes = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, klen) && line[klen] == ':') {
+            bytes = strtoull(line + klen + 1, NULL, 10) * 1024;
+            break;
+        }
+    fclose(f);
+    return bytes;
+}
+
+/* The 1-minute load average (other work competing for the cores), or -1. */
+static double load_average(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+static uint64_t peak_rss_bytes(void)
+{
+    uint64_t hwm = proc_status_bytes("VmHWM");
+    if (hwm)
+        return hwm;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_maxrss * 1024;   /* Linux and the BSDs: kilobytes */
+}
+
+/* ---- the machine's read bandwidth ---------------------------------------- */
+
+/* A 16-byte vector: one SSE2 or NEON register, whatever -march says (wider
+ * generic vectors are spilled to the stack without AVX). */
+typedef uint64_t u64x2 __attribute__((vector_size(16)));
+
+typedef struct bw_worker {
+    pthread_t thread;
+    pthread_barrier_t *start;
+    unsigned char *p;      /* this thread's slice, 128-byte aligned */
+    size_t n;              /* bytes, a multiple of 128 */
+    int write;             /* 1: first touch (memset), 0: read */
+    uint64_t sum;
+} bw_worker;
+
+/* Sums the slice with eight independent accumulators: 128 bytes (two cache
+ * lines) per iteration. Bound by memory bandwidth, which is the point. */
+static void *bw_run(void *arg)
+{
+    bw_worker *w = arg;
+    pthread_barrier_wait(w->start);
+    if (w->write) {
+        memset(w->p, 1, w->n);
+        return NULL;
+    }
+    const u64x2 *v = (const u64x2 *)(void *)w->p;
+    u64x2 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (size_t i = 0, nv = w->n / sizeof(u64x2); i < nv; i += 8) {
+        a0 += v[i];
+        a1 += v[i + 1];
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+        a4 += v[i + 4];
+        a5 += v[i + 5];
+        a6 += v[i + 6];
+        a7 += v[i + 7];
+    }
+    a0 += a1 + a2 + a3 + a4 + a5 + a6 + a7;
+    w->sum = a0[0] ^ a0[1];
+    return NULL;
+}
+
+/* One pass of n_threads threads over their slices; seconds, or -1 if a thread
+ * could not start. */
+static double bw_pass(bw_worker *w, int n_threads, pthread_barrier_t *start, int write)
+{
+    int started = 0;
+    for (; started < n_threads; started++) {
+        w[started].write = write;
+        if (pthread_create(&w[started].thread, NULL, bw_run, &w[started]) != 0)
+            break;
+    }
+    if (started < n_threads) {
+        /* The barrier never opens: cannot happen after the first pass succeeded. */
+        fprintf(stderr, "lmrt-bench: cannot start %d threads for the bandwidth test\n",
+                n_threads);
+        return -1;
+    }
+    pthread_barrier_wait(start);
+    double t0 = now();
+    for (int i = 0; i < n_threads; i++)
+        pthread_join(w[i].thread, NULL);
+    return now() - t0;
+}
+
+static volatile uint64_t bw_sink;
+
+#define BW_MIN_PASSES 5
+#define BW_MAX_PASSES 100
+
+/* Best read bandwidth in bytes per second over passes of `bytes` (at least 5, and
+ * as many more as fit in `seconds`), or 0. */
+static double measure_bandwidth(size_t bytes, int n_threads, double seconds)
+{
+    const size_t unit = 128;
+    size_t per = bytes / (size_t)n_threads / unit * unit;
+    unsigned char *buf = NULL;
+    bw_worker *w = calloc((size_t)n_threads, sizeof *w);
+    pthread_barrier_t start;
+    double best = 0;
+    if (!w || per == 0 || posix_memalign((void **)&buf, 4096, per * (size_t)n_threads) != 0) {
+        free(w);
+        return 0;
+    }
+    pthread_barrier_init(&start, NULL, (unsigned)n_threads + 1);
+    for (int i = 0; i < n_threads; i++)
+        w[i] = (bw_worker){.start = &start, .p = buf + per * (size_t)i, .n = per};
+    if (bw_pass(w, n_threads, &start, 1) >= 0) {   /* each thread faults its own slice in */
+        /* Other work on the cores only ever lowers a pass: keep passing for at
+         * least `seconds` so that some pass lands in a quiet moment. */
+        double t_end = now() + seconds;
+        for (int pass = 0; pass < BW_MAX_PASSES && (pass < BW_MIN_PASSES || now() < t_end);
+             pass++) {
+            double s = bw_pass(w, n_threads, &start, 0);
+            if (s <= 0)
+                break;
+            double rate = (double)(per * (size_t)n_threads) / s;
+            if (rate > best)
+                best = rate;
+            for (int i = 0; i < n_threads; i++)
+                bw_sink ^= w[i].sum;
+        }
+    }
+    pthread_barrier_destroy(&start);
+    free(buf);
+    free(w);
+    return best;
+}
+
+/* ---- what one generated token reads ---------------------------------------- */
+
+typedef struct model_bytes {
+    uint64_t weights;      /* weight bytes the decoder reads per generated token */
+    uint64_t kv_per_pos;   /* K and V bytes of one position over all layers */
+} model_bytes;
+
+static lmrt_status count_model_bytes(const lmrt_model *m, const lmrt_model_info *mi,
+                                     model_bytes *out)
+{
+    uint64_t blocks = 0, others = 0, embd = 0, output = 0;
+    int has_output = 0;
+    for (int64_t i = 0; i < mi->n_tensors; i++) {
+        lmrt_tensor_info t;
+        lmrt_tensor_info_init(&t, sizeof t);
+        lmrt_status st = lmrt_model_tensor_info(m, i, &t);
+        if (st != LMRT_OK)
+            return st;
+        if (!strncmp(t.name, "blk.", 4))
+            blocks += t.n_bytes;
+        else if (!strcmp(t.name, "output_norm.weight") || !strcmp(t.name, "rope_freqs.weight"))
+            others += t.n_bytes;
+        else if (!strcmp(t.name, "token_embd.weight"))
+            embd = t.n_bytes;
+        else if (!strcmp(t.name, "output.weight")) {
+            output = t.n_bytes;
+            has_output = 1;
+        }
+    }
+    /* The output matmul reads its whole matrix (token_embd when tied); the
+     * embedding lookup reads one row of token_embd. */
+    uint64_t row = mi->n_vocab > 0 ? embd / (uint64_t)mi->n_vocab : 0;
+    out->weights = blocks + others + (has_output ? output : embd) + row;
+    uint64_t head_dim = mi->n_head > 0 ? (uint64_t)(mi->n_embd / mi->n_head) : 0;
+    out->kv_per_pos = (uint64_t)mi->n_layer * (uint64_t)mi->n_head_kv * head_dim * 2 *
+                      sizeof(float);
+    return LMRT_OK;
+}
+
+/* ---- one repeat ------------------------------------------------------------ */
+
+typedef struct bench {
+    lmrt_context *ctx;
+    int32_t n_ctx;
+    const int32_t *prompt;     /* [n_prompt] */
+    long n_prompt, n_gen;
+} bench;
+
+static lmrt_status new_session(const bench *b, lmrt_session **out)
+{
+    lmrt_session_params sp;
+    lmrt_session_params_init(&sp, sizeof sp);
+    sp.n_ctx = b->n_ctx;
+    lmrt_sampler_params greedy;
+    lmrt_sampler_params_init(&greedy, sizeof greedy);
+    greedy.temperature = 0.0f;
+    lmrt_session *s = NULL;
+    lmrt_status st = lmrt_session_create(b->ctx, &sp, &s);
+    if (st == LMRT_OK && (st = lmrt_session_set_sampler(s, &greedy)) != LMRT_OK) {
+        lmrt_session_free(s);
+        return st;
+    }
+    if (st == LMRT_OK)
+        *out = s;
+    return st;
+}
+
+/* pp then tg on a fresh session; tokens per second of each. *rss_anon and
+ * *rss_file get the process's resident memory at the end, session still open. */
+static lmrt_status run_repeat(const bench *b, double *pp, double *tg, uint64_t *rss_anon,
+                              uint64_t *rss_file)
+{
+    lmrt_session *s = NULL;
+    lmrt_status st = new_session(b, &s);
+    if (st != LMRT_OK)
+        return st;
+    double t0 = now();
+    st = lmrt_session_feed_tokens(s, b->prompt, (size_t)b->n_prompt);
+    double t1 = now();
+    for (long i = 0; st == LMRT_OK && i < b->n_gen; i++) {
+        int32_t token;   /* end-of-generation tokens do not stop us: next_token ignores them */
+        st = lmrt_session_next_token(s, &token, NULL, 0, NULL);
+    }
+    double t2 = now();
+    *rss_anon = proc_status_bytes("RssAnon");
+    *rss_file = proc_status_bytes("RssFile");
+    lmrt_session_free(s);
+    *pp = (double)b->n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
+    *tg = (double)b->n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9);
+    return st;
+}
+
+/* The untimed first token: faults in every weight page a token reads. */
+static lmrt_status warm_up(lmrt_session *s, const bench *b)
+{
+    int32_t token;
+    lmrt_status st = lmrt_session_feed_tokens(s, b->prompt, 1);
+    return st == LMRT_OK ? lmrt_session_next_token(s, &token, NULL, 0, NULL) : st;
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+typedef struct report {
+    const options *o;
+    const char *model_path;
+    lmrt_model_info mi;
+    lmrt_capabilities caps;
+    const char *lmrt_cpu;
+    int n_threads;
+    int32_t n_ctx;
+    const double *pp, *tg;
+    stats pps, tgs;
+    uint64_t file_bytes, kv_cache_bytes, weight_bytes, kv_bytes, peak_rss, rss_anon, rss_file;
+    size_t bw_buffer;
+    double bandwidth, load_s, warmup_s, loadavg_start, loadavg_end;
+} report;
+
+static uint64_t budget(const report *r)
+{
+    return r->file_bytes + r->kv_cache_bytes + RSS_SLACK;
+}
+
+static double roofline(const report *r)
+{
+    return r->bandwidth > 0 ? r->tgs.median * (double)(r->weight_bytes + r->kv_bytes) /
+                              r->bandwidth : 0;
+}
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void json_samples(const char *key, const double *v, long n, stats s)
+{
+    printf("  \"%s_tokens_per_s\": %.4f,\n  \"%s_tokens_per_s_min\": %.4f,\n"
+           "  \"%s_tokens_per_s_max\": %.4f,\n  \"%s_samples\": [", key, s.median, key, s.min,
+           key, s.max, key);
+    for (long i = 0; i < n; i++)
+        printf(i ? ", %.4f" : "%.4f", v[i]);
+    printf("],\n");
+}
+
+static void print_json(const report *r)
+{
+    const options *o = r->o;
+    printf("{\n  \"model\": ");
+    json_string(r->model_path);
+    printf(",\n  \"model_name\": ");
+    json_string(r->mi.name);
+    printf(",\n  \"file_type\": ");
+    json_string(r->mi.file_type);
+    printf(",\n  \"n_params\": %lld,\n  \"model_bytes\": %lld,\n  \"model_file_bytes\": %llu,\n",
+           (long long)r->mi.n_params, (long long)r->mi.n_bytes,
+           (unsigned long long)r->file_bytes);
+    printf("  \"lmrt_version\": ");
+    json_string(lmrt_version());
+    printf(",\n  \"cpu_simd\": ");
+    json_string(r->caps.cpu_simd);
+    printf(",\n  \"lmrt_cpu_env\": ");
+    if (r->lmrt_cpu)
+        json_string(r->lmrt_cpu);
+    else
+        printf("null");
+    printf(",\n  \"n_threads\": %d,\n  \"repeats\": %ld,\n  \"n_prompt\": %ld,\n"
+           "  \"n_gen\": %ld,\n  \"n_ctx\": %d,\n", r->n_threads, o->repeats, o->n_prompt,
+           o->n_gen, (int)r->n_ctx);
+    json_samples("pp", r->pp, o->repeats, r->pps);
+    json_samples("tg", r->tg, o->repeats, r->tgs);
+    printf("  \"weight_bytes_per_token\": %llu,\n  \"kv_bytes_per_token\": %llu,\n"
+           "  \"bytes_per_token\": %llu,\n", (unsigned long long)r->weight_bytes,
+           (unsigned long long)r->kv_bytes, (unsigned long long)(r->weight_bytes + r->kv_bytes));
+    printf("  \"bandwidth_gb_s\": %.3f,\n  \"bandwidth_buffer_bytes\": %zu,\n"
+           "  \"roofline_fraction\": %.4f,\n", r->bandwidth / 1e9, r->bw_buffer, roofline(r));
+    printf("  \"kv_cache_bytes\": %llu,\n  \"peak_rss_bytes\": %llu,\n"
+           "  \"rss_anon_bytes\": %llu,\n  \"rss_file_bytes\": %llu,\n"
+           "  \"rss_budget_bytes\": %llu,\n  \"rss_within_budget\": %s,\n",
+           (unsigned long long)r->kv_cache_bytes, (unsigned long long)r->peak_rss,
+           (unsigned long long)r->rss_anon, (unsigned long long)r->rss_file,
+           (unsigned long long)budget(r), r->peak_rss <= budget(r) ? "true" : "false");
+    printf("  \"load_s\": %.4f,\n  \"warmup_s\": %.4f,\n", r->load_s, r->warmup_s);
+    printf("  \"loadavg_start\": %.2f,\n  \"loadavg_end\": %.2f\n}\n", r->loadavg_start,
+           r->loadavg_end);
+}
+
+static void print_text(const report *r)
+{
+    const options *o = r->o;
+    uint64_t per_token = r->weight_bytes + r->kv_bytes, limit = budget(r);
+    printf("model:     %s (%s, %s, %.3f B params, %.1f MiB of tensors, file %.1f MiB)\n",
+           r->model_path, r->mi.name, r->mi.file_type, (double)r->mi.n_params / 1e9,
+           (double)r->mi.n_bytes / MIB, (double)r->file_bytes / MIB);
+    printf("runtime:   lmrt %s, %s kernels (LMRT_CPU=%s), %d threads\n", lmrt_version(),
+           r->caps.cpu_simd, r->lmrt_cpu ? r->lmrt_cpu : "unset", r->n_threads);
+    printf("load:      %.3f s (model + context + first session); warm-up token %.3f s\n",
+           r->load_s, r->warmup_s);
+    printf("machine:   1-minute load average %.2f before, %.2f after (other work on the "
+           "cores)\n\n", r->loadavg_start, r->loadavg_end);
+    printf("| test   | tokens/s (median) | min .. max          | repeats |\n"
+           "|--------|------------------:|---------------------|--------:|\n");
+    printf("| pp%-4ld | %17.2f | %8.2f .. %-8.2f | %7ld |\n", o->n_prompt, r->pps.median,
+           r->pps.min, r->pps.max, o->repeats);
+    printf("| tg%-4ld | %17.2f | %8.2f .. %-8.2f | %7ld |\n\n", o->n_gen, r->tgs.median,
+           r->tgs.min, r->tgs.max, o->repeats);
+    printf("bytes/token (tg): %.1f MiB = %.1f MiB weights + %.2f MiB KV\n"
+           "  weights = sum(blk.*) + output.weight (token_embd.weight if tied)"
+           " + output_norm + rope_freqs + one token_embd row\n"
+           "  KV      = n_layer x (p + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes\n",
+           (double)per_token / MIB, (double)r->weight_bytes / MIB, (double)r->kv_bytes / MIB);
+    printf("bandwidth: %.2f GB/s read (%d threads, %.0f MiB buffer, best pass of %.0f s)\n",
+           r->bandwidth / 1e9, r->n_threads, (double)r->bw_buffer / MIB, o->bw_seconds);
+    printf("roofline:  tg x bytes/token / bandwidth = %.1f%%\n", 100 * roofline(r));
+    printf("memory:    peak RSS %.1f MiB (anon %.1f + file %.1f at the end of a run); budget "
+           "file %.1f + KV %.1f + 64 = %.1f MiB: %s\n", (double)r->peak_rss / MIB,
+           (double)r->rss_anon / MIB, (double)r->rss_file / MIB, (double)r->file_bytes / MIB,
+           (double)r->kv_cache_bytes / MIB, (double)limit / MIB,
+           r->peak_rss <= limit ? "within" : "OVER");
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+static int32_t *make_prompt(long n, int32_t n_vocab)
+{
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    uint64_t x = 0x9E3779B97F4A7C15u;   /* xorshift64: the same ids every run */
+    for (long i = 0; ids && i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ids[i] = (int32_t)(x % (uint64_t)n_vocab);
+    }
+    return ids;
+}
+
+static int fail(lmrt_status st)
+{
+    fprintf(stderr, "lmrt-bench: %s: %s\n", lmrt_status_str(st), lmrt_last_error());
+    return 1;
+}
+
+/* Loads the model and opens the context and the first session (which binds the
+ * weights): what an application waits for before its first token. */
+static lmrt_status load(const options *o, report *r, lmrt_model **model, lmrt_context **ctx,
+                        bench *b, lmrt_session **first)
+{
+    lmrt_status st = o->model ? lmrt_model_load(o->model, NULL, model)
+                              : lmrt_model_load_builtin(NULL, model);
+    if (st != LMRT_OK || (st = lmrt_model_get_info(*model, &r->mi)) != LMRT_OK ||
+        (st = lmrt_query_capabilities(*model, NULL, &r->caps)) != LMRT_OK)
+        return st;
+    if (r->mi.n_ctx_train > 0 && o->n_prompt + o->n_gen > r->mi.n_ctx_train)
+        return LMRT_E_CONTEXT_FULL;
+    lmrt_context_params cp;
+    lmrt_context_params_init(&cp, sizeof cp);
+    cp.n_threads = (int32_t)o->threads;
+    if ((st = lmrt_context_create(*model, &cp, ctx)) != LMRT_OK)
+        return st;
+    b->ctx = *ctx;
+    return new_session(b, first);
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    int parsed = parse_args(argc, argv, &o);
+    if (parsed) {
+        usage();
+        return parsed > 0 ? 0 : 2;
+    }
+    report r = {.o = &o, .model_path = o.model ? o.model : "builtin",
+                .lmrt_cpu = getenv("LMRT_CPU"), .n_ctx = (int32_t)(o.n_prompt + o.n_gen)};
+    lmrt_model_info_init(&r.mi, sizeof r.mi);
+    lmrt_capabilities_init(&r.caps, sizeof r.caps);
+    long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    r.n_threads = o.threads ? (int)o.threads : n_cpus > 0 ? (int)n_cpus : 1;
+    bench b = {.n_ctx = r.n_ctx, .n_prompt = o.n_prompt, .n_gen = o.n_gen};
+    lmrt_model *model = NULL;
+    lmrt_context *ctx = NULL;
+    lmrt_session *first = NULL;
+    double *pp = calloc(2 * (size_t)o.repeats, sizeof *pp), *tg = pp ? pp + o.repeats : NULL;
+    int32_t *prompt = NULL;
+    model_bytes mb = {0, 0};
+    int rc = 1;
+
+    r.loadavg_start = load_average();
+    double t0 = now();
+    lmrt_status st = load(&o, &r, &model, &ctx, &b, &first);
+    r.load_s = now() - t0;
+    if (st == LMRT_E_CONTEXT_FULL && !first) {
+        fprintf(stderr, "lmrt-bench: -p %ld + -n %ld exceeds the model's context of %d\n",
+                o.n_prompt, o.n_gen, (int)r.mi.n_ctx_train);
+        rc = 2;
+        goto out;
+    }
+    if (st != LMRT_OK) {
+        rc = fail(st);
+        goto out;
+    }
+    if (!pp || !(prompt = make_prompt(o.n_prompt, r.mi.n_vocab))) {
+        fprintf(stderr, "lmrt-bench: out of memory\n");
+        goto out;
+    }
+    b.prompt = prompt;
+    double w0 = now();
+    st = warm_up(first, &b);
+    r.warmup_s = now() - w0;
+    lmrt_session_free(first);
+    first = NULL;
+    for (long i = 0; st == LMRT_OK && i < o.repeats; i++) {
+        st = run_repeat(&b, &pp[i], &tg[i], &r.rss_anon, &r.rss_file);
+        if (st == LMRT_OK)
+            fprintf(stderr, "lmrt-bench: repeat %ld/%ld: pp%ld %.2f tokens/s, tg%ld %.2f "
+                    "tokens/s\n", i + 1, o.repeats, o.n_prompt, pp[i], o.n_gen, tg[i]);
+    }
+    r.peak_rss = peak_rss_bytes();   /* before the bandwidth buffer exists */
+    if (st == LMRT_OK)
+        st = count_model_bytes(model, &r.mi, &mb);
+    if (st != LMRT_OK) {
+        rc = fail(st);
+        goto out;
+    }
+    r.pp = pp;
+    r.tg = tg;
+    r.pps = summarize(pp, o.repeats);
+    r.tgs = summarize(tg, o.repeats);
+    r.weight_bytes = mb.weights;
+    /* Decoding the token at position q reads q + 1 cached positions; q runs p .. p+n-1. */
+    r.kv_bytes = mb.kv_per_pos * (uint64_t)o.n_prompt + mb.kv_per_pos * (uint64_t)(o.n_gen + 1) / 2;
+    r.kv_cache_bytes = mb.kv_per_pos * (uint64_t)r.n_ctx;
+    struct stat sb;
+    r.file_bytes = o.model && stat(o.model, &sb) == 0 ? (uint64_t)sb.st_size
+                                                     : (uint64_t)r.mi.n_bytes;
+
+    /* At least 1 GiB and at least the weights, so that no cache holds it. */
+    size_t bw = (size_t)1 << 30;
+    if (o.bw_mib)
+        bw = (size_t)o.bw_mib << 20;
+    else if (mb.weights > bw)
+        bw = (size_t)mb.weights;
+    r.bw_buffer = bw / (size_t)r.n_threads / 128 * 128 * (size_t)r.n_threads;
+    r.bandwidth = measure_bandwidth(bw, r.n_threads, o.bw_seconds);
+    if (r.bandwidth <= 0) {
+        fprintf(stderr, "lmrt-bench: could not measure the read bandwidth (%zu bytes)\n", bw);
+        goto out;
+    }
+    r.loadavg_end = load_average();
+    if (o.json)
+        print_json(&r);
+    else
+        print_text(&r);
+    rc = 0;
+out:
+    lmrt_session_free(first);
+    lmrt_context_free(ctx);
+    lmrt_model_free(model);
+    free(prompt);
+    free(pp);
+    return rc;
+}
