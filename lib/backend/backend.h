@@ -97,7 +97,45 @@ typedef struct backend_vtable {
     lmrt_status (*silu_mul)(backend_ctx *ctx, float *gate, const float *up, int64_t n);
     /* y[i] += x[i], i < n */
     lmrt_status (*add)(backend_ctx *ctx, float *y, const float *x, int64_t n);
+
+    /* ---- ops the image and audio encoders add ---- */
+
+    /* y[t] = (x[t] - mean(x[t])) / sqrt(var(x[t]) + eps) * weight + bias, with the
+     * biased (1/n) variance. x, y: [n_tok][n] (y may equal x); weight, bias: [n],
+     * backend memory; bias NULL = no bias. */
+    lmrt_status (*layernorm)(backend_ctx *ctx, const float *x, const float *weight,
+                             const float *bias, int32_t n, int32_t n_tok, float eps, float *y);
+    /* y[t][i] += b[i].  y: [n_tok][n]; b: [n], backend memory */
+    lmrt_status (*add_bias)(backend_ctx *ctx, float *y, const float *b, int32_t n,
+                            int32_t n_tok);
+    /* y[i] += scale * x[i], i < n (gated residuals and gated embeddings) */
+    lmrt_status (*add_scaled)(backend_ctx *ctx, float *y, const float *x, float scale,
+                              int64_t n);
+    /* x[i] = act(x[i]) in place, i < n; act is one of backend_gelu_kind. */
+    lmrt_status (*gelu)(backend_ctx *ctx, float *x, int64_t n, int32_t kind);
+    /* Non-causal multi-head attention (encoders, cross-attention): each of the n_tok
+     * queries sees all n_kv keys; p->n_past is ignored.
+     *   q:   [n_tok][n_head][head_dim]
+     *   k,v: [n_kv][kv_stride], head h_kv at offset h_kv * head_dim
+     *   out: [n_tok][n_head][head_dim] */
+    lmrt_status (*attention_full)(backend_ctx *ctx, const attention_params *p, int32_t n_kv,
+                                  const float *q, const float *k, const float *v, float *out);
+    /* Unfolds a convolution's input into one row per output position, so that the
+     * convolution is a matmul with the weight seen as [c_out][c_in * kh * kw]:
+     *   x:   [h][w][c_in] (channels last; a 1-D signal has h = 1, kh = 1, pad_h = 0)
+     *   out: [h_out][w_out][c_in][kh][kw], h_out = (h + 2 pad_h - kh) / stride_h + 1,
+     *        likewise w_out; taps outside x read 0. */
+    lmrt_status (*im2col)(backend_ctx *ctx, const float *x, int32_t c_in, int32_t h, int32_t w,
+                          int32_t kh, int32_t kw, int32_t stride_h, int32_t stride_w,
+                          int32_t pad_h, int32_t pad_w, float *out);
 } backend_vtable;
+
+/* The activations of backend_vtable.gelu. */
+typedef enum backend_gelu_kind {
+    BACKEND_GELU_ERF = 0,        /* x/2 (1 + erf(x / sqrt 2)): Whisper, SigLIP, mllama */
+    BACKEND_GELU_TANH = 1,       /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    BACKEND_GELU_QUICK = 2,      /* x * sigmoid(1.702 x): OpenAI CLIP */
+} backend_gelu_kind;
 
 /* The backend with id LMRT_BACKEND_*, or NULL when it is not built in. */
 const backend_vtable *backend_find(uint32_t id);

@@ -239,11 +239,13 @@ void llama_state_free(const llama_weights *w, llama_state *st)
 
 /* ---- the forward pass --------------------------------------------------- */
 
-/* One batch of n <= n_batch tokens at positions st->n_past ...; logits_host
- * NULL when this batch's logits are not wanted. */
+/* One batch of n <= n_batch positions at st->n_past ...: token ids, or (ids
+ * NULL) input embeddings embd_host [n][n_embd] in host memory. logits_host NULL
+ * when this batch's logits are not wanted. */
 static lmrt_status forward_batch(const llama_weights *w, llama_state *st, const int32_t *ids,
-                                 int32_t n, bool all_logits, float *logits_host,
-                                 llama_abort_fn should_abort, void *abort_user)
+                                 const float *embd_host, int32_t n, bool all_logits,
+                                 float *logits_host, llama_abort_fn should_abort,
+                                 void *abort_user)
 {
     const backend_vtable *be = w->be;
     backend_ctx *c = w->bctx;
@@ -258,7 +260,11 @@ static lmrt_status forward_batch(const llama_weights *w, llama_state *st, const 
         .head_dim = hd, .kv_stride = kvd, .scale = 1.0f / sqrtf((float)hd),
     };
 
-    if ((s = be->get_rows(c, &w->tok_embd, ids, n, st->x)))
+    if (ids)
+        s = be->get_rows(c, &w->tok_embd, ids, n, st->x);
+    else
+        s = be->upload(c, st->x, embd_host, (size_t)n * (size_t)E * sizeof(float));
+    if (s)
         return s;
     for (int32_t l = 0; l < hp->n_layer; l++) {
         const llama_layer *L = &w->layers[l];
@@ -306,32 +312,53 @@ static lmrt_status forward_batch(const llama_weights *w, llama_state *st, const 
     return LMRT_OK;
 }
 
-lmrt_status llama_forward(const llama_weights *w, llama_state *st, const int32_t *ids, int32_t n,
-                          bool all_logits, float *logits, llama_abort_fn should_abort,
-                          void *abort_user)
+/* Runs n positions in chunks of n_batch: ids[0..n) or embd[0..n)[n_embd]. */
+static lmrt_status forward_chunks(const llama_weights *w, llama_state *st, const int32_t *ids,
+                                  const float *embd, int32_t n, bool all_logits, float *logits,
+                                  llama_abort_fn should_abort, void *abort_user)
 {
     if (n <= 0)
-        return lmrt_fail(LMRT_E_INVALID_ARG, "decoder: no tokens to run");
+        return lmrt_fail(LMRT_E_INVALID_ARG, "decoder: no positions to run");
     if (all_logits && st->logits_rows < st->n_batch)
         return lmrt_fail(LMRT_E_INTERNAL, "decoder: state was created without all_logits");
     if ((int64_t)st->n_past + n > st->n_ctx)
         return lmrt_fail(LMRT_E_CONTEXT_FULL, "the context holds %d tokens: %d are in it and "
                          "%d more do not fit", (int)st->n_ctx, (int)st->n_past, (int)n);
-    for (int32_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= w->hp.n_vocab)
-            return lmrt_fail(LMRT_E_INVALID_ARG, "token %d (at index %d) is outside the "
-                             "vocabulary of %d", (int)ids[i], (int)i, (int)w->hp.n_vocab);
+    const size_t E = (size_t)w->hp.n_embd;
     for (int32_t done = 0; done < n;) {
         int32_t chunk = n - done < st->n_batch ? n - done : st->n_batch;
         bool last = done + chunk == n;
-        /* Without all_logits only the last token's logits are computed at all. */
+        /* Without all_logits only the last position's logits are computed at all. */
         float *dst = all_logits ? logits + (size_t)done * (size_t)w->hp.n_vocab
                                 : last ? logits : NULL;
-        lmrt_status s = forward_batch(w, st, ids + done, chunk, all_logits, dst, should_abort,
-                                      abort_user);
+        lmrt_status s = forward_batch(w, st, ids ? ids + done : NULL,
+                                      ids ? NULL : embd + (size_t)done * E, chunk, all_logits,
+                                      dst, should_abort, abort_user);
         if (s)
             return s;
         done += chunk;
     }
     return LMRT_OK;
+}
+
+lmrt_status llama_forward(const llama_weights *w, llama_state *st, const int32_t *ids, int32_t n,
+                          bool all_logits, float *logits, llama_abort_fn should_abort,
+                          void *abort_user)
+{
+    if (!ids && n > 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "decoder: NULL token ids");
+    for (int32_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= w->hp.n_vocab)
+            return lmrt_fail(LMRT_E_INVALID_ARG, "token %d (at index %d) is outside the "
+                             "vocabulary of %d", (int)ids[i], (int)i, (int)w->hp.n_vocab);
+    return forward_chunks(w, st, ids, NULL, n, all_logits, logits, should_abort, abort_user);
+}
+
+lmrt_status llama_forward_embd(const llama_weights *w, llama_state *st, const float *embd,
+                               int32_t n, bool all_logits, float *logits,
+                               llama_abort_fn should_abort, void *abort_user)
+{
+    if (!embd && n > 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "decoder: NULL input embeddings");
+    return forward_chunks(w, st, NULL, embd, n, all_logits, logits, should_abort, abort_user);
 }

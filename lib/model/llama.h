@@ -78,4 +78,10 @@ lmrt_status llama_forward(const llama_weights *w, llama_state *st, const int32_t
                           bool all_logits, float *logits, llama_abort_fn should_abort,
                           void *abort_user);
 
+/* The same for input embeddings instead of token ids (image and audio
+ * projector outputs): embd is host memory [n][n_embd]. */
+lmrt_status llama_forward_embd(const llama_weights *w, llama_state *st, const float *embd,
+                               int32_t n, bool all_logits, float *logits,
+                               llama_abort_fn should_abort, void *abort_user);
+
 #endif
