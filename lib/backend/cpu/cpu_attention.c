@@ -1,9 +1,10 @@
-/* cpu_attention.c - causal grouped-query attention over the KV cache on the CPU.
- * The op splits the (token, head) pairs over the thread pool - or, for a table with
- * attention_group, groups of up to 16 queries that share a kv head, so that the cache
- * is read once per group; the scalar kernel computes one pair: scores,
+/* cpu_attention.c - grouped-query attention on the CPU: causal over the KV cache
+ * (attention) and non-causal over n_kv keys (attention_full, for encoders). The ops
+ * split the (token, head) pairs over the thread pool - or, for a table with
+ * attention_group, groups of up to 16 queries that share a kv head, so that the keys
+ * are read once per group; the scalar kernel computes one pair: scores,
  * max-subtracted softmax, weighted sum of values.
- * It reads the cache as laid out in backend.h and writes nothing else. */
+ * It reads q, k and v as laid out in backend.h and writes nothing but out. */
 #include <math.h>
 #include <stdint.h>
 
@@ -140,6 +141,108 @@ lmrt_status cpu_attention(backend_ctx *ctx, const attention_params *p, const flo
         threadpool_run(ctx->pool, (int64_t)job.n_tb * job.n_hg, attention_group_range, &job);
     else if (!st)
         threadpool_run(ctx->pool, (int64_t)p->n_tok * p->n_head, attention_range, &job);
+    pthread_mutex_unlock(&ctx->op_lock);
+    return st;
+}
+
+/* ---- attention_full ------------------------------------------------------------------ */
+
+/* Non-causal attention runs on the causal kernels. A query at position n_past + t sees
+ * keys 0 .. n_past + t, so a block of up to CPU_ATT_GROUP queries that share a kv head,
+ * copied to [1][nq][head_dim], is one causal token with n_past = n_kv - 1, nq heads and
+ * one kv head (k and v offset to that head): each query sees all n_kv keys, through the
+ * table's one-pass group kernel where it has one (online softmax, no row of scores) and
+ * its per-query kernel (a row of n_kv scores in the thread's scratch) where not. The
+ * queries of kv head g are (t, h) for h in g's group, t-major; block b of them is task
+ * g * n_blk + b, so that a thread's share walks one head's keys while they are warm.
+ * Each query's bits depend on its q, k and v only: not on the block or the thread. */
+typedef struct attention_full_job {
+    backend_ctx *ctx;
+    const attention_params *p;
+    int32_t n_kv;
+    const float *q, *k, *v;      /* q: [n_tok][n_head][head_dim]; k, v: [n_kv][kv_stride] */
+    float *out;                  /* [n_tok][n_head][head_dim] */
+    int64_t n_q;                 /* queries per kv head: n_tok * group */
+    int64_t n_blk;               /* blocks of CPU_ATT_GROUP per kv head */
+    int64_t kernel_scratch;      /* floats of the kernel's scratch, a multiple of 16 */
+} attention_full_job;
+
+static void attention_full_range(void *arg, int64_t begin, int64_t end, int thread)
+{
+    const attention_full_job *j = arg;
+    const attention_params *p = j->p;
+    const cpu_kernels *kern = j->ctx->k;
+    const int32_t hd = p->head_dim, group = p->n_head / p->n_head_kv;
+    float *scratch = cpu_scratch(j->ctx, thread);
+    float *qb = scratch + j->kernel_scratch;                  /* [nq][head_dim] */
+    float *ob = qb + (((int64_t)CPU_ATT_GROUP * hd + 15) & ~(int64_t)15);  /* [nq][hd] */
+    for (int64_t task = begin; task < end; task++) {
+        const int32_t g = (int32_t)(task / j->n_blk);
+        const int64_t i0 = task % j->n_blk * CPU_ATT_GROUP;
+        const int32_t nq = (int32_t)(j->n_q - i0 < CPU_ATT_GROUP ? j->n_q - i0 : CPU_ATT_GROUP);
+        for (int32_t i = 0; i < nq; i++) {
+            const int64_t t = (i0 + i) / group, h = (int64_t)g * group + (i0 + i) % group;
+            const float *src = j->q + ((size_t)t * (size_t)p->n_head + (size_t)h) * (size_t)hd;
+            for (int32_t d = 0; d < hd; d++)
+                qb[(size_t)i * hd + d] = src[d];
+        }
+        const attention_params one = {1, j->n_kv - 1, nq, 1, hd, p->kv_stride, p->scale};
+        const float *kg = j->k + (size_t)g * (size_t)hd, *vg = j->v + (size_t)g * (size_t)hd;
+        if (kern->attention_group)
+            kern->attention_group(&one, qb, kg, vg, ob, 0, 1, 0, nq, scratch);
+        else
+            for (int32_t i = 0; i < nq; i++)
+                kern->attention(&one, qb, kg, vg, ob, 0, i, scratch);
+        for (int32_t i = 0; i < nq; i++) {
+            const int64_t t = (i0 + i) / group, h = (int64_t)g * group + (i0 + i) % group;
+            float *dst = j->out + ((size_t)t * (size_t)p->n_head + (size_t)h) * (size_t)hd;
+            for (int32_t d = 0; d < hd; d++)
+                dst[d] = ob[(size_t)i * hd + d];
+        }
+    }
+}
+
+lmrt_status cpu_attention_full(backend_ctx *ctx, const attention_params *p, int32_t n_kv,
+                               const float *q, const float *k, const float *v, float *out)
+{
+    if (!ctx || !p)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention_full: NULL %s",
+                         !ctx ? "context" : "params");
+    if (p->n_tok < 0 || n_kv <= 0 || p->head_dim <= 0 || p->n_head <= 0 || p->n_head_kv <= 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention_full: bad shape n_tok "
+                         "%d, n_kv %d, n_head %d, n_head_kv %d, head_dim %d", (int)p->n_tok,
+                         (int)n_kv, (int)p->n_head, (int)p->n_head_kv, (int)p->head_dim);
+    if (p->n_head % p->n_head_kv != 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention_full: n_head %d is not "
+                         "a multiple of n_head_kv %d", (int)p->n_head, (int)p->n_head_kv);
+    if ((int64_t)p->kv_stride < (int64_t)p->n_head_kv * p->head_dim)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention_full: kv_stride %d is "
+                         "less than n_head_kv * head_dim = %lld", (int)p->kv_stride,
+                         (long long)p->n_head_kv * p->head_dim);
+    if (!isfinite(p->scale))
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention_full: scale %g is not "
+                         "finite", (double)p->scale);
+    if (p->n_tok == 0)
+        return LMRT_OK;
+    if (!q || !k || !v || !out)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: attention_full: NULL %s",
+                         !q ? "q" : !k ? "k" : !v ? "v" : "out");
+    const int32_t group = p->n_head / p->n_head_kv;
+    attention_full_job job = {ctx, p, n_kv, q, k, v, out, 0, 0, 0};
+    job.n_q = (int64_t)p->n_tok * group;
+    job.n_blk = (job.n_q + CPU_ATT_GROUP - 1) / CPU_ATT_GROUP;
+    /* The kernels' scratch (the per-query kernel's row of n_kv scores, which the group
+     * kernels also fall back to for heads over their limit), then the query and output
+     * blocks. */
+    int64_t need = n_kv;
+    if (ctx->k->attention_group && cpu_attention_group_scratch(p->head_dim) > need)
+        need = cpu_attention_group_scratch(p->head_dim);
+    job.kernel_scratch = (need + 15) & ~(int64_t)15;
+    const int64_t block = ((int64_t)CPU_ATT_GROUP * p->head_dim + 15) & ~(int64_t)15;
+    pthread_mutex_lock(&ctx->op_lock);
+    lmrt_status st = cpu_scratch_reserve(ctx, job.kernel_scratch + 2 * block, "attention_full");
+    if (!st)
+        threadpool_run(ctx->pool, (int64_t)p->n_head_kv * job.n_blk, attention_full_range, &job);
     pthread_mutex_unlock(&ctx->op_lock);
     return st;
 }

@@ -1,6 +1,6 @@
 /* cpu_backend.c - the CPU backend's vtable: one device, the host. Kernels are
  * chosen from cpu_features at run time (cpu_ops.c); the ops live in cpu_ops.c,
- * cpu_matmul.c and cpu_attention.c. */
+ * cpu_matmul.c, cpu_attention.c and cpu_encoder_ops.c. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -80,4 +80,10 @@ const backend_vtable cpu_backend = {
     .attention = cpu_attention,
     .silu_mul = cpu_silu_mul,
     .add = cpu_add,
+    .layernorm = cpu_layernorm,
+    .add_bias = cpu_add_bias,
+    .add_scaled = cpu_add_scaled,
+    .gelu = cpu_gelu,
+    .attention_full = cpu_attention_full,
+    .im2col = cpu_im2col,
 };

@@ -144,5 +144,16 @@ lmrt_status cpu_attention(backend_ctx *ctx, const attention_params *p, const flo
                           const float *k, const float *v, float *out);
 lmrt_status cpu_silu_mul(backend_ctx *ctx, float *gate, const float *up, int64_t n);
 lmrt_status cpu_add(backend_ctx *ctx, float *y, const float *x, int64_t n);
+/* The encoder ops: cpu_encoder_ops.c, and attention_full in cpu_attention.c. */
+lmrt_status cpu_layernorm(backend_ctx *ctx, const float *x, const float *weight,
+                          const float *bias, int32_t n, int32_t n_tok, float eps, float *y);
+lmrt_status cpu_add_bias(backend_ctx *ctx, float *y, const float *b, int32_t n, int32_t n_tok);
+lmrt_status cpu_add_scaled(backend_ctx *ctx, float *y, const float *x, float scale, int64_t n);
+lmrt_status cpu_gelu(backend_ctx *ctx, float *x, int64_t n, int32_t kind);
+lmrt_status cpu_attention_full(backend_ctx *ctx, const attention_params *p, int32_t n_kv,
+                               const float *q, const float *k, const float *v, float *out);
+lmrt_status cpu_im2col(backend_ctx *ctx, const float *x, int32_t c_in, int32_t h, int32_t w,
+                       int32_t kh, int32_t kw, int32_t stride_h, int32_t stride_w,
+                       int32_t pad_h, int32_t pad_w, float *out);
 
 #endif
