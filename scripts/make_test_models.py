@@ -20,6 +20,13 @@ Shapes:
   tiny           n_embd 256, n_ff 512, 2 layers, 8 heads / 2 kv heads, vocab 512,
                  ctx 256, rope base 10000, Llama 3.1 rope_freqs, separate output.weight
   tiny-tied      tiny without output.weight (tied to token_embd) and without rope_freqs
+  tiny-mllama    the text decoder of a Llama 3.2 Vision model (general.architecture
+                 "mllama", Ollama's layout, doc/formats.md): tiny with 4 layers of which
+                 1 and 3 are cross-attention layers (cross_attn_q/k/v/o_proj, per-head
+                 q/k RMSNorms, one-element F32 gates stored before tanh, no self-
+                 attention), vocab_size 512 = output rows, token_embd 520 rows
+                 (vocab_size + 8) and a 513-token vocabulary: stories260K's plus
+                 <|image|> = 512, a control token
   llama-3.2-1b   16 layers, 2048, 32/8 heads, FFN 8192, vocab 128256, tied,
                  rope_freqs (factor 32 as in Llama 3.2), ctx 131072, rope base 500000
   llama-3-8b     32 layers, 4096, 32/8 heads, FFN 14336, vocab 128256, untied,
@@ -66,7 +73,10 @@ SHAPES = {
                        n_vocab=128256, n_ctx=8192, rope_base=500000.0, tied=False,
                        rope_scaling=None, vocab=LLAMA3_VOCAB),
 }
-TINY_SHAPES = ("tiny", "tiny-tied")
+SHAPES["tiny-mllama"] = dict(SHAPES["tiny"], n_layer=4, cross_layers=[1, 3], extra_embd_rows=8,
+                             image_token="<|image|>")
+TINY_SHAPES = ("tiny", "tiny-tied")      # the llama shapes test_reference_logits.py checks
+MLLAMA_SHAPES = ("tiny-mllama",)
 
 RMS_EPS = 1e-5
 CHUNK_ELEMENTS = 1 << 22          # rows per chunk are chosen so a chunk is about this big
@@ -123,13 +133,32 @@ def norm_weight(name, n, seed):
     return (1.0 + 0.1 * _rng(seed, name).standard_normal(n)).astype(np.float32)
 
 
-def _copy_tokenizer(w, path):
+TOKEN_TYPE_CONTROL = 3
+
+
+def _copy_tokenizer(w, path, extra_token=None):
+    """Copies every tokenizer.* key of path; extra_token (a string) is appended to
+    the vocabulary as a control token with score 0. Returns the token count
+    without it."""
     r = gguf.Reader(path)
     for key, value in r.kv.items():
         if key.startswith("tokenizer."):
             vtype, elem_type = r.kv_types[key]
+            if extra_token is not None and vtype == gguf.ARRAY:
+                extra = {"tokenizer.ggml.tokens": extra_token.encode(),
+                         "tokenizer.ggml.scores": 0.0,
+                         "tokenizer.ggml.token_type": TOKEN_TYPE_CONTROL}
+                value = list(value) + [extra[key]]
             w.add(key, vtype, value, elem_type)
     return len(r.kv["tokenizer.ggml.tokens"])
+
+
+def gate_value(name, seed):
+    """A cross layer's gate as stored (before tanh): |g| in 0.4..1.2, either sign.
+    Trained gates are far from 0 (Hugging Face initializes them at 0, which would
+    make the cross layers do nothing)."""
+    u = _rng(seed, name).uniform(0.4, 1.2)
+    return np.float32(u if zlib.crc32(name.encode()) % 2 else -u)
 
 
 def build_writer(shape, type_name, seed=0):
@@ -142,23 +171,27 @@ def build_writer(shape, type_name, seed=0):
     n_kv = s["n_head_kv"] * hd
     std = weight_std(n_embd)
 
+    cross = s.get("cross_layers", [])
+    arch = "mllama" if "cross_layers" in s else "llama"
     w = gguf.Writer()
-    w.add_str("general.architecture", "llama")
+    w.add_str("general.architecture", arch)
     w.add_str("general.name",
               "lmrt-test %s %s (random weights, seed %d)" % (shape, type_name, seed))
     w.add_u32("general.file_type", FILE_TYPE[type_name])
     w.add_u32("general.quantization_version", 2)
-    w.add_u32("llama.context_length", s["n_ctx"])
-    w.add_u32("llama.embedding_length", n_embd)
-    w.add_u32("llama.block_count", s["n_layer"])
-    w.add_u32("llama.feed_forward_length", n_ff)
-    w.add_u32("llama.attention.head_count", s["n_head"])
-    w.add_u32("llama.attention.head_count_kv", s["n_head_kv"])
-    w.add_f32("llama.rope.freq_base", s["rope_base"])
-    w.add_f32("llama.attention.layer_norm_rms_epsilon", RMS_EPS)
-    w.add_u32("llama.rope.dimension_count", hd)
-    w.add_u32("llama.vocab_size", n_vocab)
-    n_tokens = _copy_tokenizer(w, s["vocab"])
+    w.add_u32(arch + ".context_length", s["n_ctx"])
+    w.add_u32(arch + ".embedding_length", n_embd)
+    w.add_u32(arch + ".block_count", s["n_layer"])
+    w.add_u32(arch + ".feed_forward_length", n_ff)
+    w.add_u32(arch + ".attention.head_count", s["n_head"])
+    w.add_u32(arch + ".attention.head_count_kv", s["n_head_kv"])
+    w.add_f32(arch + ".rope.freq_base", s["rope_base"])
+    w.add_f32(arch + ".attention.layer_norm_rms_epsilon", RMS_EPS)
+    w.add_u32(arch + ".rope.dimension_count", hd)
+    w.add_u32(arch + ".vocab_size", n_vocab)
+    if cross:
+        w.add_array(arch + ".attention.cross_attention_layers", gguf.INT32, cross)
+    n_tokens = _copy_tokenizer(w, s["vocab"], s.get("image_token"))
     assert n_tokens == n_vocab, (shape, n_tokens, n_vocab)
 
     def matrix(name, n_cols, n_rows):      # GGUF dims [n_cols, n_rows]
@@ -170,14 +203,26 @@ def build_writer(shape, type_name, seed=0):
 
     if s["rope_scaling"]:
         vector("rope_freqs.weight", rope_freq_factors(hd, s["rope_base"], **s["rope_scaling"]))
-    matrix("token_embd.weight", n_embd, n_vocab)
+    matrix("token_embd.weight", n_embd, n_vocab + s.get("extra_embd_rows", 0))
     for i in range(s["n_layer"]):
         p = "blk.%d." % i
         vector(p + "attn_norm.weight", norm_weight(p + "attn_norm.weight", n_embd, seed))
-        matrix(p + "attn_q.weight", n_embd, n_embd)
-        matrix(p + "attn_k.weight", n_embd, n_kv)
-        matrix(p + "attn_v.weight", n_embd, n_kv)
-        matrix(p + "attn_output.weight", n_embd, n_embd)
+        if i in cross:
+            matrix(p + "cross_attn_q_proj.weight", n_embd, n_embd)
+            matrix(p + "cross_attn_k_proj.weight", n_embd, n_kv)
+            matrix(p + "cross_attn_v_proj.weight", n_embd, n_kv)
+            matrix(p + "cross_attn_o_proj.weight", n_embd, n_embd)
+            vector(p + "cross_attn_q_norm.weight", norm_weight(p + "cross_attn_q_norm.weight",
+                                                               hd, seed))
+            vector(p + "cross_attn_k_norm.weight", norm_weight(p + "cross_attn_k_norm.weight",
+                                                               hd, seed))
+            for gate in ("cross_attn_attn_gate", "cross_attn_mlp_gate"):
+                vector(p + gate, np.array([gate_value(p + gate, seed)]))
+        else:
+            matrix(p + "attn_q.weight", n_embd, n_embd)
+            matrix(p + "attn_k.weight", n_embd, n_kv)
+            matrix(p + "attn_v.weight", n_embd, n_kv)
+            matrix(p + "attn_output.weight", n_embd, n_embd)
         vector(p + "ffn_norm.weight", norm_weight(p + "ffn_norm.weight", n_embd, seed))
         matrix(p + "ffn_gate.weight", n_embd, n_ff)
         matrix(p + "ffn_up.weight", n_embd, n_ff)
@@ -202,6 +247,7 @@ def write_model(shape, type_name, out_dir, seed=0):
 
 
 def write_all_tiny(out_dir, seed=0):
+    """The tiny llama shapes in every type (tiny-mllama is made on its own)."""
     return [write_model(shape, t, out_dir, seed) for shape in TINY_SHAPES for t in TYPES]
 
 

@@ -7,7 +7,8 @@
 #   5. valgrind over the unit suite (the scalar paths, as valgrind has no AVX-512)
 #   6. the ABI check against lib/abi/liblmrt.abi
 #   7. libFuzzer on the GGUF reader for FUZZ_SECONDS (default 60) and on the image
-#      decoders for IMAGE_FUZZ_SECONDS (default 30) when clang is present
+#      decoders and the WAV reader for IMAGE_FUZZ_SECONDS (default 30) each when clang
+#      is present
 #   8. the aarch64 cross build (-Werror) and the unit suite under qemu-user, NEON
 #      kernels included
 # Needs what scripts/install-deps.sh installs.
@@ -77,6 +78,18 @@ if command -v clang >/dev/null 2>&1; then
         -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_png.log" 2>&1 || fuzz_rc=$?
     tail -n 12 "$out/fuzz/fuzz_png.log"
     [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_png failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
+
+    step "libFuzzer: WAV reader and resampler for ${image_fuzz_seconds}s"
+    meson compile -C "$out/fuzz" fuzz_wav
+    corpus="$out/fuzz/corpus-wav"
+    mkdir -p "$corpus"
+    cp tests/fuzz/corpus/wav/* "$corpus/"
+    fuzz_rc=0
+    "$out/fuzz/tests/fuzz/fuzz_wav" -max_total_time="$image_fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$out/fuzz/wav-" \
+        -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_wav.log" 2>&1 || fuzz_rc=$?
+    tail -n 12 "$out/fuzz/fuzz_wav.log"
+    [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_wav failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
 fi
 
 step "aarch64 cross build, unit tests under qemu"

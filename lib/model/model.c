@@ -123,8 +123,11 @@ static lmrt_status read_hparams(const gguf_file *f, const char *arch, llama_hpar
     if (hp->n_head && hp->n_embd && !hp->n_rot)
         hp->n_rot = hp->n_embd / hp->n_head;
 
+    /* mllama: vocab_size is the rows of output.weight (the logits), and the token
+     * list is one longer (<|image|> = vocab_size, which only token_embd has). */
+    bool vocab_key_wins = strcmp(arch, "mllama") == 0 && hp->n_vocab;
     const gguf_kv *tokens = gguf_find(f, "tokenizer.ggml.tokens");
-    if (tokens) {
+    if (tokens && !vocab_key_wins) {
         if (tokens->value.type != GGUF_TYPE_ARRAY ||
             tokens->value.v.arr.elem_type != GGUF_TYPE_STRING)
             return lmrt_fail(LMRT_E_FORMAT, "%s: key 'tokenizer.ggml.tokens' is not an array "
@@ -134,7 +137,7 @@ static lmrt_status read_hparams(const gguf_file *f, const char *arch, llama_hpar
                              " entries, more than lmrt supports", f->path,
                              tokens->value.v.arr.count);
         hp->n_vocab = (int32_t)tokens->value.v.arr.count;
-    } else if (!hp->n_vocab) {
+    } else if (!tokens && !hp->n_vocab) {
         const gguf_tensor *embd = gguf_find_tensor(f, "token_embd.weight");
         if (embd && embd->n_dims == 2 && embd->ne[1] <= INT32_MAX)
             hp->n_vocab = (int32_t)embd->ne[1];
