@@ -474,7 +474,7 @@ static void print_json(const report *r)
            "  \"bytes_per_token\": %llu,\n", (unsigned long long)r->weight_bytes,
            (unsigned long long)r->kv_bytes, (unsigned long long)(r->weight_bytes + r->kv_bytes));
     printf("  \"bandwidth_gb_s\": %.3f,\n  \"bandwidth_buffer_bytes\": %zu,\n"
-           "  \"roofline_fraction\": %.4f,\n", r->bandwidth / 1e9, r->bw_buffer, roofline(r));
+           "  \"roofline_fraction\": %.6g,\n", r->bandwidth / 1e9, r->bw_buffer, roofline(r));
     printf("  \"kv_cache_bytes\": %llu,\n  \"peak_rss_bytes\": %llu,\n"
            "  \"rss_anon_bytes\": %llu,\n  \"rss_file_bytes\": %llu,\n"
            "  \"rss_budget_bytes\": %llu,\n  \"rss_within_budget\": %s,\n",

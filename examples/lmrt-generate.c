@@ -3,12 +3,18 @@
  *   lmrt-generate [-m MODEL] [-p PROMPT | --tokens ID,ID,...] [-n N] [--chat]
  *                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]
  *                 [--seed S] [-t THREADS] [-c CTX] [--region CC] [--ids]
- *                 [--dump-logits FILE]
+ *                 [--dump-logits FILE] [--image FILE] [--audio FILE] [--mmproj FILE] [-v]
  *
  * No -m: the built-in stories260K model. No prompt: generation starts from BOS.
  * --ids prints the generated ids on one line instead of text. --dump-logits
  * writes the logits of every fed position as little-endian float32
- * [n_tokens][n_vocab]. Speed goes to stderr. */
+ * [n_tokens][n_vocab]. Speed goes to stderr.
+ *
+ * --image / --audio feed the file after BOS (or at the start of the user turn
+ * with --chat) and before the prompt; --mmproj loads the encoder file (llama.cpp
+ * mmproj). Where the region does not license the modality, the feed fails with
+ * the licensing message and the exit status is 1. -v prints what the context
+ * bound (tensors per modality) and the peak resident memory. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +24,8 @@
 #include <lmrt.h>
 
 typedef struct options {
-    const char *model, *prompt, *tokens, *dump_logits, *region;
-    int n_predict, threads, n_ctx, ids, chat;
+    const char *model, *prompt, *tokens, *dump_logits, *region, *image, *audio, *mmproj;
+    int n_predict, threads, n_ctx, ids, chat, verbose;
     lmrt_sampler_params sampling;
     int seed_given;
 } options;
@@ -30,7 +36,8 @@ static void usage(void)
             "usage: lmrt-generate [-m MODEL] [-p PROMPT | --tokens ID,ID,...] [-n N] [--chat]\n"
             "                     [--temp T] [--top-k K] [--top-p P] [--min-p P]\n"
             "                     [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
-            "                     [--region CC] [--ids] [--dump-logits FILE]\n");
+            "                     [--region CC] [--ids] [--dump-logits FILE]\n"
+            "                     [--image FILE] [--audio FILE] [--mmproj FILE] [-v]\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -71,6 +78,10 @@ static int parse_args(int argc, char **argv, options *o)
             o->chat = 1;
             continue;
         }
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            o->verbose = 1;
+            continue;
+        }
         if (!v)
             goto bad;
         i++;
@@ -82,6 +93,12 @@ static int parse_args(int argc, char **argv, options *o)
             o->tokens = v;
         else if (!strcmp(a, "--dump-logits"))
             o->dump_logits = v;
+        else if (!strcmp(a, "--image"))
+            o->image = v;
+        else if (!strcmp(a, "--audio"))
+            o->audio = v;
+        else if (!strcmp(a, "--mmproj"))
+            o->mmproj = v;
         else if (!strcmp(a, "--region"))
             o->region = v;
         else if ((!strcmp(a, "-n") || !strcmp(a, "--n-predict")) && !parse_long(v, 0, 1 << 30, &n))
@@ -192,12 +209,106 @@ static int dump_logits(lmrt_session *s, const char *path)
     return ok ? 0 : -2;
 }
 
+/* BOS (or the start of a Llama 3 user turn with --chat), the image and/or the
+ * audio, then the prompt (and the assistant header with --chat). */
+static lmrt_status feed_media_prompt(lmrt_model *model, lmrt_session *s, const options *o)
+{
+    lmrt_status st;
+    if (o->chat) {
+        st = lmrt_session_feed_text(s, "<|start_header_id|>user<|end_header_id|>\n\n",
+                                    LMRT_TOKENIZE_ADD_BOS | LMRT_TOKENIZE_PARSE_SPECIAL);
+    } else {
+        int32_t bos;
+        st = lmrt_model_special_token(model, LMRT_TOKEN_BOS, &bos);
+        if (st == LMRT_OK)
+            st = lmrt_session_feed_tokens(s, &bos, 1);
+    }
+    if (st == LMRT_OK && o->image)
+        st = lmrt_session_feed_image_file(s, o->image);
+    if (st == LMRT_OK && o->audio)
+        st = lmrt_session_feed_audio_file(s, o->audio);
+    if (st == LMRT_OK && o->prompt)
+        st = lmrt_session_feed_text(s, o->prompt, 0);
+    if (st == LMRT_OK && o->tokens) {
+        int32_t *ids = NULL;
+        long n = parse_ids(o->tokens, &ids);
+        st = n < 0 ? LMRT_E_INVALID_ARG : lmrt_session_feed_tokens(s, ids, (size_t)n);
+        free(ids);
+    }
+    if (st == LMRT_OK && o->chat)
+        st = lmrt_session_feed_text(s, "<|eot_id|><|start_header_id|>assistant"
+                                    "<|end_header_id|>\n\n", LMRT_TOKENIZE_PARSE_SPECIAL);
+    return st;
+}
+
+/* Sums Size and Rss (kB) of this process's mappings of `path`, from
+ * /proc/self/smaps: how much of a mapped model file was ever paged in. */
+static void mapped_kib(const char *path, long *size_kb, long *rss_kb)
+{
+    *size_kb = *rss_kb = 0;
+    char want[4096];
+    if (!path || !realpath(path, want))
+        return;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[4352];
+    int match = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        long kb;
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {   /* a mapping's header line */
+            char *name = strchr(line, '/');
+            if (name)
+                name[strcspn(name, "\n")] = '\0';
+            match = name && !strcmp(name, want);
+        } else if (match && sscanf(line, "Size: %ld kB", &kb) == 1) {
+            *size_kb += kb;
+        } else if (match && sscanf(line, "Rss: %ld kB", &kb) == 1) {
+            *rss_kb += kb;
+        }
+    }
+    if (f)
+        fclose(f);
+}
+
+/* -v: what the context bound, how much of each mapped file is resident, and the
+ * peak resident set (VmHWM). */
+static void print_bound(const lmrt_context *ctx, const options *o)
+{
+    const char *files[] = {o->model, o->mmproj};
+    for (int i = 0; i < 2; i++) {
+        long size_kb, rss_kb;
+        mapped_kib(files[i], &size_kb, &rss_kb);
+        if (size_kb)
+            fprintf(stderr, "lmrt-generate: %s mapped %ld KiB, resident %ld KiB\n", files[i],
+                    size_kb, rss_kb);
+    }
+    lmrt_context_info info;
+    lmrt_context_info_init(&info, sizeof info);
+    if (lmrt_context_get_info(ctx, &info) != LMRT_OK)
+        return;
+    fprintf(stderr, "lmrt-generate: tensors bound: text %lld, image %lld, audio %lld "
+            "(licensed here:%s%s%s)\n", (long long)info.tensors_bound[0],
+            (long long)info.tensors_bound[1], (long long)info.tensors_bound[2],
+            info.modalities_licensed & LMRT_MODALITY_TEXT ? " text" : "",
+            info.modalities_licensed & LMRT_MODALITY_IMAGE ? " image" : "",
+            info.modalities_licensed & LMRT_MODALITY_AUDIO ? " audio" : "");
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6) || !strncmp(line, "VmRSS:", 6))
+            fprintf(stderr, "lmrt-generate: %s", line);
+    if (f)
+        fclose(f);
+}
+
 /* Feeds the prompt as the options say; returns the number of tokens fed or -1. */
 static lmrt_status feed_prompt(lmrt_model *model, lmrt_session *s, const options *o,
                                int64_t *n_fed)
 {
     lmrt_status st;
-    if (o->tokens) {
+    if (o->image || o->audio) {
+        st = feed_media_prompt(model, s, o);
+    } else if (o->tokens) {
         int32_t *ids = NULL;
         long n = parse_ids(o->tokens, &ids);
         if (n < 0) {
@@ -236,8 +347,11 @@ int main(int argc, char **argv)
     lmrt_session *s = NULL;
     int rc = 1;
     double t0 = now();
-    lmrt_status st = o.model ? lmrt_model_load(o.model, NULL, &model)
-                             : lmrt_model_load_builtin(NULL, &model);
+    lmrt_model_params mp;
+    lmrt_model_params_init(&mp, sizeof mp);
+    mp.projector_path = o.mmproj;
+    lmrt_status st = o.model ? lmrt_model_load(o.model, &mp, &model)
+                             : lmrt_model_load_builtin(&mp, &model);
     if (st == LMRT_OK) {
         lmrt_context_params cp;
         lmrt_context_params_init(&cp, sizeof cp);
@@ -280,10 +394,12 @@ int main(int argc, char **argv)
         putchar('\n');
     }
     double t3 = now();
-    if (st != LMRT_OK) {
+    if (st != LMRT_OK)   /* before -v's calls, which clear lmrt_last_error() */
         fprintf(stderr, "lmrt-generate: %s: %s\n", lmrt_status_str(st), lmrt_last_error());
+    if (o.verbose && ctx)
+        print_bound(ctx, &o);
+    if (st != LMRT_OK)
         goto out;
-    }
     fprintf(stderr, "lmrt-generate: load %.3f s; prompt %lld tokens, %.1f tok/s; generated %ld "
             "tokens, %.1f tok/s; seed %llu\n", t1 - t0, (long long)n_prompt,
             (double)n_prompt / (t2 - t1 > 0 ? t2 - t1 : 1e-9), pr.n_tokens,

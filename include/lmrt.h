@@ -305,12 +305,39 @@ typedef struct lmrt_context_params {
     int32_t backend;            /* LMRT_BACKEND_AUTO (default), _CPU or _CUDA */
     int32_t device;             /* device index within the backend; default 0 */
     int32_t n_threads;          /* CPU threads; 0 = one per core */
+    /* Input budgets, checked before anything is allocated for an input: an image
+     * of more than max_image_pixels (width x height) or audio of more than
+     * max_audio_samples (per channel, at the file's own rate) is refused with
+     * LMRT_E_FORMAT. 0 = the defaults below. */
+    int64_t max_image_pixels;
+    int64_t max_audio_samples;
 } lmrt_context_params;
+
+#define LMRT_DEFAULT_MAX_IMAGE_PIXELS ((int64_t)1 << 25)        /* 33.5 Mpx, e.g. 8192 x 4096 */
+#define LMRT_DEFAULT_MAX_AUDIO_SAMPLES ((int64_t)48000 * 60 * 30) /* 30 minutes at 48 kHz */
 
 LMRT_API void lmrt_context_params_init(lmrt_context_params *params, size_t size);
 LMRT_API lmrt_status lmrt_context_create(lmrt_model *model, const lmrt_context_params *params,
                                          lmrt_context **out);
 LMRT_API void lmrt_context_free(lmrt_context *ctx);
+
+/* What a context has bound to its backend so far. Weights are bound on first
+ * use: the decoder with the first session, an encoder with the first image or
+ * audio fed -- and an encoder only where its modality is licensed, so that a
+ * context in a region without images never maps the vision weights in. */
+typedef struct lmrt_context_info {
+    size_t size;                /* sizeof(lmrt_context_info), set by lmrt_context_info_init */
+    uint32_t modalities_licensed; /* LMRT_MODALITY_* this context may use */
+    uint32_t modalities_bound;  /* LMRT_MODALITY_* whose weights are bound now */
+    /* Weight tensors bound per modality, indexed 0 text, 1 image, 2 audio. */
+    int64_t tensors_bound[LMRT_MODALITY_SLOTS];
+    int32_t backend;            /* LMRT_BACKEND_CPU or _CUDA */
+    int32_t device;
+    int32_t n_threads;
+} lmrt_context_info;
+
+LMRT_API void lmrt_context_info_init(lmrt_context_info *info, size_t size);
+LMRT_API lmrt_status lmrt_context_get_info(const lmrt_context *ctx, lmrt_context_info *out);
 
 /* ------------------------------------------------------------------------ */
 /* Capabilities: what a model may do in a region, and what the runtime offers */

@@ -208,14 +208,19 @@ class Model:
         up = h @ L["w_up"].T
         return (gate / (1.0 + np.exp(-gate)) * up) @ L["w_down"].T           # silu(g) * u
 
-    def forward(self, tokens, cache):
-        """Feeds tokens after what cache holds; returns logits [n_tok][n_vocab]."""
+    def forward(self, tokens, cache, embd=None):
+        """Feeds tokens after what cache holds -- or, with embd, input embeddings
+        [n][n_embd] (image or audio projector outputs) in their place; returns
+        logits [n_tok][n_vocab]."""
         first_self = next(i for i, L in enumerate(self.layers) if not L["cross"])
         n_past = cache[first_self][0].shape[0]
-        n_tok = len(tokens)
+        n_tok = len(tokens) if embd is None else len(embd)
         pos = np.arange(n_past, n_past + n_tok, dtype=np.float64)
         hd = self.head_dim
-        x = self.token_embd[np.asarray(tokens)].copy()                       # [n_tok][n_embd]
+        if embd is None:
+            x = self.token_embd[np.asarray(tokens)].copy()                   # [n_tok][n_embd]
+        else:
+            x = np.array(embd, dtype=self.dtype)
         for L, c in zip(self.layers, cache):
             if L["cross"]:
                 if c[0].shape[0] == 0:
@@ -271,14 +276,16 @@ def read_features(path, n_embd):
 
 
 def run_steps(m, steps):
-    """Feeds steps in order: ("t", [ids]), ("img", features [n][n_embd]) or ("clear",
-    None); returns
+    """Feeds steps in order: ("t", [ids]), ("e", embeddings [n][n_embd]), ("img",
+    features [n][n_embd]) or ("clear", None); returns
     the logits of every token fed, [n_tokens][n_vocab]."""
     cache = m.new_cache()
     out = []
     for kind, arg in steps:
         if kind == "t":
             out.append(m.forward(list(arg), cache))
+        elif kind == "e":
+            out.append(m.forward(None, cache, embd=arg))
         elif kind == "img":
             m.set_cross(arg, cache)
         else:                                       # "clear": drop the image states
@@ -296,10 +303,12 @@ def parse_steps(m, text):
             steps.append(("t", parse_ids(arg)))
         elif kind == "img":
             steps.append(("img", read_features(arg, m.n_embd)))
+        elif kind == "e":
+            steps.append(("e", read_features(arg, m.n_embd)))
         elif kind == "clear":
             steps.append(("clear", None))
         else:
-            raise ValueError("step %r is none of t:IDS, img:FILE, clear" % part)
+            raise ValueError("step %r is none of t:IDS, e:FILE, img:FILE, clear" % part)
     return steps
 
 

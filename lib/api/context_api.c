@@ -6,6 +6,8 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_features.h"
 #include "base/alloc.h"
+#include "model/audio_encoder.h"
+#include "model/vision.h"
 
 #define CONTEXT_MAX_THREADS 1024
 
@@ -16,6 +18,8 @@ static const lmrt_context_params context_params_default = {
     .backend = LMRT_BACKEND_AUTO,
     .device = 0,
     .n_threads = 0,
+    .max_image_pixels = 0,
+    .max_audio_samples = 0,
 };
 
 void lmrt_context_params_init(lmrt_context_params *params, size_t size)
@@ -114,6 +118,10 @@ lmrt_status lmrt_context_create(lmrt_model *model, const lmrt_context_params *pa
     if (p.n_threads < 0 || p.n_threads > CONTEXT_MAX_THREADS)
         return lmrt_fail(LMRT_E_INVALID_ARG, "lmrt_context_create: n_threads %d is outside "
                          "0..%d", (int)p.n_threads, CONTEXT_MAX_THREADS);
+    if (p.max_image_pixels < 0 || p.max_audio_samples < 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "lmrt_context_create: max_image_pixels %lld and "
+                         "max_audio_samples %lld must not be negative",
+                         (long long)p.max_image_pixels, (long long)p.max_audio_samples);
     if ((st = resolve_backend(&p, &backend)))
         return st;
     if (p.policy && (st = policy_parse_text(p.policy, "deployer policy", &deployer)))
@@ -135,7 +143,12 @@ lmrt_status lmrt_context_create(lmrt_model *model, const lmrt_context_params *pa
     ctx->device = p.device;
     ctx->n_threads = p.n_threads ? p.n_threads : cpu_features_get()->n_cores;
     ctx->be = backend_find((uint32_t)backend);
+    ctx->max_image_pixels = p.max_image_pixels ? p.max_image_pixels
+                                               : LMRT_DEFAULT_MAX_IMAGE_PIXELS;
+    ctx->max_audio_samples = p.max_audio_samples ? p.max_audio_samples
+                                                 : LMRT_DEFAULT_MAX_AUDIO_SAMPLES;
     pthread_mutex_init(&ctx->lock, NULL);
+    pthread_mutex_init(&ctx->media_lock, NULL);
     /* Weights are bound on first use (api_context_decoder), and encoders only in
      * a region where their modality is licensed. */
     if ((st = ctx->be->ctx_create(ctx->device, ctx->n_threads, &ctx->bctx))) {
@@ -160,6 +173,84 @@ lmrt_status api_context_decoder(lmrt_context *ctx, const char *function, llama_w
     if (st)
         return lmrt_fail_prefix(st, "%s", function);
     *out = ctx->decoder;
+    return LMRT_OK;
+}
+
+lmrt_status api_context_vision(lmrt_context *ctx, const char *function,
+                               struct vision_encoder **out)
+{
+    lmrt_status st = LMRT_OK;
+    pthread_mutex_lock(&ctx->lock);
+    if (!ctx->vision)
+        st = vision_encoder_bind(ctx->model->m, ctx->be, ctx->bctx, &ctx->vision);
+    pthread_mutex_unlock(&ctx->lock);
+    if (st)
+        return lmrt_fail_prefix(st, "%s", function);
+    *out = ctx->vision;
+    return LMRT_OK;
+}
+
+lmrt_status api_context_audio(lmrt_context *ctx, const char *function,
+                              struct audio_encoder **out)
+{
+    const model *m = ctx->model->m;
+    const gguf_file *f = m->projector && audio_file_has_encoder(m->projector) ? m->projector
+                                                                              : m->file;
+    lmrt_status st = LMRT_OK;
+    pthread_mutex_lock(&ctx->lock);
+    if (!ctx->audio) {
+        if (audio_file_has_encoder(f))
+            st = audio_encoder_bind(f, m->hp.n_embd, ctx->be, ctx->bctx, &ctx->audio);
+        else
+            st = lmrt_fail(LMRT_E_UNSUPPORTED, "%s: no audio encoder lmrt can run (llama.cpp "
+                           "mmproj clip.audio.*)", m->file->path);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (st)
+        return lmrt_fail_prefix(st, "%s", function);
+    *out = ctx->audio;
+    return LMRT_OK;
+}
+
+void lmrt_context_info_init(lmrt_context_info *info, size_t size)
+{
+    const lmrt_context_info defaults = {.size = sizeof(lmrt_context_info)};
+    api_struct_init(info, size, &defaults, sizeof defaults);
+}
+
+lmrt_status lmrt_context_get_info(const lmrt_context *ctx, lmrt_context_info *out)
+{
+    lmrt_error_clear();
+    lmrt_context_info info = {.size = sizeof info};
+    lmrt_status st;
+    if ((st = api_context_live(ctx, "lmrt_context_get_info")) ||
+        (st = api_check_out_struct(out, "lmrt_context_get_info", "out")))
+        return st;
+    const model *m = ctx->model->m;
+    const policy_layer *layers[] = {m->policy, m->projector_policy, ctx->deployer};
+    for (uint32_t bit = LMRT_MODALITY_TEXT; bit <= LMRT_MODALITY_AUDIO; bit <<= 1)
+        if ((m->modalities & bit) && policy_require(layers, 3, &ctx->region, bit) == LMRT_OK)
+            info.modalities_licensed |= bit;
+    lmrt_error_clear();
+    lmrt_context *c = (lmrt_context *)ctx;   /* the lock only; nothing else changes */
+    pthread_mutex_lock(&c->lock);
+    if (ctx->decoder) {
+        info.modalities_bound |= LMRT_MODALITY_TEXT;
+        info.tensors_bound[0] = llama_weights_n_bound(ctx->decoder);
+    }
+    if (ctx->vision) {
+        info.modalities_bound |= LMRT_MODALITY_IMAGE;
+        info.tensors_bound[1] = vision_encoder_n_bound(ctx->vision);
+    }
+    if (ctx->audio) {
+        info.modalities_bound |= LMRT_MODALITY_AUDIO;
+        info.tensors_bound[2] = audio_encoder_n_bound(ctx->audio);
+    }
+    pthread_mutex_unlock(&c->lock);
+    info.backend = ctx->backend;
+    info.device = ctx->device;
+    info.n_threads = ctx->n_threads;
+    api_struct_out(out, &info, sizeof info);
     return LMRT_OK;
 }
 

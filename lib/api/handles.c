@@ -2,6 +2,9 @@
  * checks shared by every public entry point. */
 #include "api/handles.h"
 
+#include "model/audio_encoder.h"
+#include "model/vision.h"
+
 #include <string.h>
 
 #include "base/alloc.h"
@@ -20,10 +23,13 @@ void api_model_unref(lmrt_model *model)
 void api_context_unref(lmrt_context *ctx)
 {
     if (ctx && atomic_fetch_sub(&ctx->refs, 1) == 1) {
+        vision_encoder_free(ctx->vision);
+        audio_encoder_free(ctx->audio);
         llama_weights_free(ctx->decoder);
         if (ctx->bctx)
             ctx->be->ctx_free(ctx->bctx);
         pthread_mutex_destroy(&ctx->lock);
+        pthread_mutex_destroy(&ctx->media_lock);
         policy_layer_free(ctx->deployer);
         api_model_unref(ctx->model);
         lmrt_mem_free(ctx);

@@ -37,8 +37,15 @@ struct lmrt_context {
     int32_t n_threads;
     const backend_vtable *be;
     backend_ctx *bctx;
-    pthread_mutex_t lock;        /* guards binding the decoder */
+    int64_t max_image_pixels;    /* input budgets, defaults resolved */
+    int64_t max_audio_samples;
+    pthread_mutex_t lock;        /* guards binding the decoder and the encoders */
     llama_weights *decoder;      /* bound on first use; NULL before */
+    /* Encoders, bound on the first image / audio -- only ever after the licence
+     * check for that modality passed. NULL before. */
+    struct vision_encoder *vision;
+    struct audio_encoder *audio;
+    pthread_mutex_t media_lock;  /* one encoding at a time: encoders keep scratch */
 };
 
 /* One conversation. The history and the decoder state always agree:
@@ -65,6 +72,12 @@ void api_model_unref(lmrt_model *model);
 void api_context_unref(lmrt_context *ctx);
 /* The context's decoder, bound on first use (thread-safe). */
 lmrt_status api_context_decoder(lmrt_context *ctx, const char *function, llama_weights **out);
+/* The context's image / audio encoder, bound on first use (thread-safe). Call
+ * only after the modality's licence check. */
+lmrt_status api_context_vision(lmrt_context *ctx, const char *function,
+                               struct vision_encoder **out);
+lmrt_status api_context_audio(lmrt_context *ctx, const char *function,
+                              struct audio_encoder **out);
 /* LMRT_E_INVALID_STATE when the context or its model was freed by its owner. */
 lmrt_status api_context_live(const lmrt_context *ctx, const char *function);
 

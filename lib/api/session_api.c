@@ -181,9 +181,9 @@ lmrt_status session_feed(lmrt_session *s, const int32_t *ids, size_t n, lmrt_abo
         return lmrt_fail(LMRT_E_CONTEXT_FULL, "the context holds %d tokens: %zu are in it and "
                          "%zu more do not fit", (int)s->n_ctx, s->history.n, n);
     for (size_t i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= w->hp.n_vocab)
+        if (ids[i] < 0 || ids[i] >= w->n_tok_rows)
             return lmrt_fail(LMRT_E_INVALID_ARG, "token id %d (at index %zu) is outside the "
-                             "vocabulary of %d", (int)ids[i], i, (int)w->hp.n_vocab);
+                             "vocabulary of %d", (int)ids[i], i, (int)w->n_tok_rows);
     size_t before = s->history.n;
     bool text_started = s->text_started;
     lmrt_status st;
@@ -211,6 +211,35 @@ fail:
     s->history.n = before;
     s->state->n_past = (int32_t)before;
     s->text_started = text_started;
+    return st;
+}
+
+lmrt_status session_feed_embd(lmrt_session *s, const float *embd, int32_t n,
+                              lmrt_abort_fn abort_fn, void *abort_user)
+{
+    const llama_weights *w = s->ctx->decoder;
+    if (n <= 0)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "nothing to feed: no embeddings");
+    if (s->history.n + (size_t)n > (size_t)s->n_ctx)
+        return lmrt_fail(LMRT_E_CONTEXT_FULL, "the context holds %d tokens: %zu are in it and "
+                         "the %d positions of this input do not fit", (int)s->n_ctx,
+                         s->history.n, (int)n);
+    size_t before = s->history.n;
+    lmrt_status st;
+    if (s->keep_all_logits && (st = ensure_logit_rows(s, (int64_t)n)))
+        return st;
+    for (int32_t i = 0; i < n; i++)
+        if ((st = token_vec_push(&s->history, SESSION_MEDIA_POSITION)))
+            goto fail;
+    st = llama_forward_embd(w, s->state, embd, n, s->keep_all_logits, s->logits, abort_fn,
+                            abort_user);
+    if (st)
+        goto fail;
+    s->logits_rows = s->keep_all_logits ? (int64_t)n : 1;
+    return LMRT_OK;
+fail:
+    s->history.n = before;
+    s->state->n_past = (int32_t)before;
     return st;
 }
 
@@ -298,6 +327,7 @@ lmrt_status lmrt_session_reset(lmrt_session *s)
         return st;
     s->history.n = 0;
     s->state->n_past = 0;
+    llama_state_clear_cross(s->ctx->decoder, s->state);
     s->logits_rows = 0;
     s->text_started = false;
     memset(&s->detok, 0, sizeof s->detok);

@@ -2,15 +2,18 @@
  *
  * Blob layout (little-endian):
  *   header, 40 bytes, uncompressed:
- *     char magic[8] "LMRTSES\0", u32 format version (1), u32 CRC32 of the blob
+ *     char magic[8] "LMRTSES\0", u32 format version (2), u32 CRC32 of the blob
  *     (every byte but these four, so that no flipped bit goes unnoticed),
  *     u64 model hash, u64 payload size (uncompressed), u64 compressed size
  *   payload, zlib-compressed:
  *     i32 n_ctx, i32 n_past, i32 n_vocab, i32 kv_dim, i32 n_layer,
  *     u8 keep_all_logits, u8 has_logits, u8 text_started, u8 n_pending, u8 pending[4],
+ *     i32 n_cross (rows of Llama 3.2 Vision image states; 0 for other models),
  *     sampler (8 x i32/f32, u64 seed, 4 x u64 rng state),
- *     i32 tokens[n_past], f32 last logits[n_vocab] (only when has_logits),
- *     per layer: f32 k[n_past][kv_dim], f32 v[n_past][kv_dim]
+ *     i32 tokens[n_past] (-1 for a position fed as an image/audio embedding),
+ *     f32 last logits[n_vocab] (only when has_logits),
+ *     per layer: f32 k[n_past][kv_dim], f32 v[n_past][kv_dim],
+ *     f32 cross k[n_cross_layers][n_cross][kv_dim], then cross v likewise
  * Every field is checked against the model and the sizes before it is used. */
 #include <string.h>
 #include <zlib.h>
@@ -19,7 +22,7 @@
 #include "base/alloc.h"
 
 #define BLOB_MAGIC "LMRTSES"
-#define BLOB_VERSION 1u
+#define BLOB_VERSION 2u      /* 2: Llama 3.2 Vision cross-attention states */
 #define BLOB_HEADER 40
 
 /* Copies positions [0, n) of one layer's cache from src to dst (backend memory). */
@@ -28,6 +31,33 @@ static lmrt_status copy_layer(const llama_weights *w, float *dst, const float *s
 {
     lmrt_status st = w->be->download(w->bctx, tmp, src, n);
     return st ? st : w->be->upload(w->bctx, dst, tmp, n);
+}
+
+/* Downloads a state's cross-attention states into k, v (host memory, each
+ * llama_state_cross_bytes long). */
+static lmrt_status download_cross(const llama_weights *w, const llama_state *st, void *k,
+                                  void *v)
+{
+    size_t bytes = llama_state_cross_bytes(w, st->n_cross_kv);
+    lmrt_status s = w->be->download(w->bctx, k, st->cross_k, bytes);
+    return s ? s : w->be->download(w->bctx, v, st->cross_v, bytes);
+}
+
+/* Gives dst the cross-attention states of src (none: nothing to do). */
+static lmrt_status copy_cross(const llama_weights *w, const llama_state *src, llama_state *dst)
+{
+    if (src->n_cross_kv == 0)
+        return LMRT_OK;
+    size_t bytes = llama_state_cross_bytes(w, src->n_cross_kv);
+    uint8_t *tmp = lmrt_malloc(2 * bytes);
+    if (!tmp)
+        return lmrt_fail(LMRT_E_NOMEM, "out of memory copying the image states");
+    lmrt_status st = download_cross(w, src, tmp, tmp + bytes);
+    if (!st)
+        st = llama_state_restore_cross(w, dst, src->n_cross_kv, (const float *)tmp,
+                                       (const float *)(tmp + bytes));
+    lmrt_mem_free(tmp);
+    return st;
 }
 
 lmrt_status lmrt_session_fork(const lmrt_session *s, lmrt_session **out)
@@ -56,6 +86,8 @@ lmrt_status lmrt_session_fork(const lmrt_session *s, lmrt_session **out)
                             layer_bytes, tmp);
     }
     lmrt_mem_free(tmp);
+    if (!st)
+        st = copy_cross(w, s->state, f->state);
     for (size_t i = 0; i < n && !st; i++)
         st = token_vec_push(&f->history, s->history.ids[i]);
     if (!st && s->logits_rows > s->logits_cap)
@@ -148,15 +180,21 @@ static bool get_sampler(bytes_in *b, sampler *smp)
 }
 
 #define SAMPLER_BYTES (8 * 4 + 8 + 4 * 8)
-#define FIXED_BYTES (5 * 4 + 3 + 1 + 4 + SAMPLER_BYTES)
+#define FIXED_BYTES (5 * 4 + 3 + 1 + 4 + 4 + SAMPLER_BYTES)
+#define CROSS_ROWS_MAX (1 << 20) /* image-state rows a blob may claim */
 
-/* Payload size for n positions; false on overflow. */
-static bool payload_size(const llama_weights *w, size_t n, bool has_logits, size_t *out)
+/* Payload size for n positions and n_cross rows of image states; false on
+ * overflow. */
+static bool payload_size(const llama_weights *w, size_t n, bool has_logits, int32_t n_cross,
+                         size_t *out)
 {
     size_t kv = llama_state_kv_bytes(w, 1), total = FIXED_BYTES, part;
+    size_t cross = llama_state_cross_bytes(w, 1), cross_part;
     if (__builtin_mul_overflow(n, 4 + 2 * (size_t)w->hp.n_layer * kv, &part) ||
         __builtin_add_overflow(total, part, &total) ||
-        __builtin_add_overflow(total, has_logits ? (size_t)w->hp.n_vocab * 4 : 0, &total))
+        __builtin_add_overflow(total, has_logits ? (size_t)w->hp.n_vocab * 4 : 0, &total) ||
+        __builtin_mul_overflow((size_t)n_cross, 2 * cross, &cross_part) ||
+        __builtin_add_overflow(total, cross_part, &total))
         return false;
     *out = total;
     return true;
@@ -188,7 +226,7 @@ lmrt_status lmrt_session_save(const lmrt_session *s, void **out_data, size_t *ou
     const llama_weights *w = s->ctx->decoder;
     size_t n = s->history.n, raw_size;
     bool has_logits = s->logits_rows > 0;
-    if (!payload_size(w, n, has_logits, &raw_size))
+    if (!payload_size(w, n, has_logits, s->state->n_cross_kv, &raw_size))
         return lmrt_fail(LMRT_E_NOMEM, "lmrt_session_save: state too large");
     bytes_out b = {lmrt_malloc(raw_size), 0};
     uLongf zcap = compressBound((uLong)raw_size);
@@ -207,6 +245,7 @@ lmrt_status lmrt_session_save(const lmrt_session *s, void **out_data, size_t *ou
     uint8_t pend = (uint8_t)s->detok.n_pending;
     put(&b, &pend, 1);
     put(&b, s->detok.pending, 4);
+    put_i32(&b, s->state->n_cross_kv);
     put_sampler(&b, &s->smp);
     put(&b, s->history.ids, n * 4);
     if (has_logits)
@@ -221,6 +260,11 @@ lmrt_status lmrt_session_save(const lmrt_session *s, void **out_data, size_t *ou
             st = w->be->download(w->bctx, b.p + b.len, s->state->v_cache + l * stride,
                                  layer_bytes);
         b.len += layer_bytes;
+    }
+    if (!st && s->state->n_cross_kv) {
+        size_t cross_bytes = llama_state_cross_bytes(w, s->state->n_cross_kv);
+        st = download_cross(w, s->state, b.p + b.len, b.p + b.len + cross_bytes);
+        b.len += 2 * cross_bytes;
     }
     if (st)
         goto done;
@@ -282,19 +326,21 @@ static lmrt_status check_header(const uint8_t *d, size_t size, uint64_t model_ha
 static lmrt_status load_payload(lmrt_session *s, bytes_in *b)
 {
     const llama_weights *w = s->ctx->decoder;
-    int32_t n_ctx, n, n_vocab, kv_dim, n_layer;
+    int32_t n_ctx, n, n_vocab, kv_dim, n_layer, n_cross;
     uint8_t flags[3], pend, pending[4];
     if (!get(b, &n_ctx, 4) || !get(b, &n, 4) || !get(b, &n_vocab, 4) || !get(b, &kv_dim, 4) ||
-        !get(b, &n_layer, 4) || !get(b, flags, 3) || !get(b, &pend, 1) || !get(b, pending, 4))
+        !get(b, &n_layer, 4) || !get(b, flags, 3) || !get(b, &pend, 1) || !get(b, pending, 4) ||
+        !get(b, &n_cross, 4))
         return lmrt_fail(LMRT_E_FORMAT, "lmrt_session_restore: payload too short");
     if (n_vocab != w->hp.n_vocab || kv_dim != s->state->kv_dim || n_layer != w->hp.n_layer ||
         n_ctx != s->n_ctx || n < 0 || n > n_ctx || pend > 4 || flags[0] > 1 || flags[1] > 1 ||
-        flags[2] > 1)
+        flags[2] > 1 || n_cross < 0 || n_cross > CROSS_ROWS_MAX ||
+        (n_cross > 0 && !llama_is_cross_model(w)))
         return lmrt_fail(LMRT_E_FORMAT, "lmrt_session_restore: payload fields do not fit the "
                          "model (n_ctx %d, n_past %d, vocab %d, kv %d, layers %d)", (int)n_ctx,
                          (int)n, (int)n_vocab, (int)kv_dim, (int)n_layer);
     size_t expect = 0;
-    if (!payload_size(w, (size_t)n, flags[1], &expect) || expect != b->len)
+    if (!payload_size(w, (size_t)n, flags[1], n_cross, &expect) || expect != b->len)
         return lmrt_fail(LMRT_E_FORMAT, "lmrt_session_restore: payload is %zu bytes, its "
                          "fields need %zu", b->len, expect);
     if (!get_sampler(b, &s->smp))
@@ -306,7 +352,7 @@ static lmrt_status load_payload(lmrt_session *s, bytes_in *b)
     for (int32_t i = 0; i < n; i++) {
         int32_t id;
         get(b, &id, 4);
-        if (id < 0 || id >= n_vocab)
+        if ((id < 0 && id != SESSION_MEDIA_POSITION) || id >= w->n_tok_rows)
             return lmrt_fail(LMRT_E_FORMAT, "lmrt_session_restore: token %d out of range", id);
         if ((st = token_vec_push(&s->history, id)))
             return st;
@@ -326,6 +372,14 @@ static lmrt_status load_payload(lmrt_session *s, bytes_in *b)
                                 layer_bytes)))
             return st;
         b->at += layer_bytes;
+    }
+    if (n_cross > 0) {
+        size_t cross_bytes = llama_state_cross_bytes(w, n_cross);
+        st = llama_state_restore_cross(w, s->state, n_cross, (const float *)(b->p + b->at),
+                                       (const float *)(b->p + b->at + cross_bytes));
+        if (st)
+            return st;
+        b->at += 2 * cross_bytes;
     }
     s->state->n_past = n;
     return LMRT_OK;
@@ -352,7 +406,7 @@ lmrt_status lmrt_session_restore(lmrt_context *ctx, const void *data, size_t siz
         return st;
     size_t limit;
     if (!payload_size(w, (size_t)(w->hp.n_ctx_train > 0 ? w->hp.n_ctx_train : 1 << 20), true,
-                      &limit) || raw > limit || raw < FIXED_BYTES)
+                      llama_is_cross_model(w) ? CROSS_ROWS_MAX : 0, &limit) || raw > limit || raw < FIXED_BYTES)
         return lmrt_fail(LMRT_E_FORMAT, "lmrt_session_restore: payload size %llu is impossible "
                          "for this model", (unsigned long long)raw);
     uint8_t *payload = lmrt_malloc((size_t)raw);

@@ -83,6 +83,8 @@ PROTOTYPES = {
     "lmrt_capabilities_init": (None, [P(S.Capabilities), c_size_t]),
     "lmrt_query_capabilities": (status, [model_p, c_char_p, P(S.Capabilities)]),
     "lmrt_context_capabilities": (status, [ctx_p, P(S.Capabilities)]),
+    "lmrt_context_info_init": (None, [P(S.ContextInfo), c_size_t]),
+    "lmrt_context_get_info": (status, [ctx_p, P(S.ContextInfo)]),
     "lmrt_session_params_init": (None, [P(S.SessionParams), c_size_t]),
     "lmrt_session_create": (status, [ctx_p, P(S.SessionParams), P(session_p)]),
     "lmrt_session_free": (None, [session_p]),

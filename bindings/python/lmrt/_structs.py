@@ -117,6 +117,20 @@ class ContextParams(ctypes.Structure):
         ("backend", ctypes.c_int32),
         ("device", ctypes.c_int32),
         ("n_threads", ctypes.c_int32),
+        ("max_image_pixels", ctypes.c_int64),
+        ("max_audio_samples", ctypes.c_int64),
+    ]
+
+
+class ContextInfo(ctypes.Structure):
+    _fields_ = [
+        ("size", c_size_t),
+        ("modalities_licensed", ctypes.c_uint32),
+        ("modalities_bound", ctypes.c_uint32),
+        ("tensors_bound", ctypes.c_int64 * MODALITY_SLOTS),
+        ("backend", ctypes.c_int32),
+        ("device", ctypes.c_int32),
+        ("n_threads", ctypes.c_int32),
     ]
 
 
@@ -193,7 +207,10 @@ STRUCTS = {
                   "n_bytes": 0}),
     ContextParams: ("lmrt_context_params", "lmrt_context_params_init",
                     {"region": None, "policy": None, "backend": 0, "device": 0,
-                     "n_threads": 0}),
+                     "n_threads": 0, "max_image_pixels": 0, "max_audio_samples": 0}),
+    ContextInfo: ("lmrt_context_info", "lmrt_context_info_init",
+                  {"modalities_licensed": 0, "modalities_bound": 0, "backend": 0,
+                   "device": 0, "n_threads": 0}),
     Capabilities: ("lmrt_capabilities", "lmrt_capabilities_init",
                    {"region": b"", "region_known": False, "region_in_eu": False,
                     "modalities_present": 0, "modalities_licensed": 0, "version": b"",

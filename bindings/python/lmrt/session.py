@@ -31,7 +31,8 @@ class Context(Handle):
     _free_name = "lmrt_context_free"
     _kind = "context"
 
-    def __init__(self, model, region=None, policy=None, backend="auto", device=0, threads=0):
+    def __init__(self, model, region=None, policy=None, backend="auto", device=0, threads=0,
+                 max_image_pixels=0, max_audio_samples=0):
         super().__init__()
         if not isinstance(model, Model):
             raise InvalidArgument("Context needs an lmrt.Model, not %s" % type(model).__name__)
@@ -49,6 +50,8 @@ class Context(Handle):
         p.backend = _backend_code(backend)
         p.device = _int32(device, "device")
         p.n_threads = _int32(threads, "threads")
+        p.max_image_pixels = _int64(max_image_pixels, "max_image_pixels")
+        p.max_audio_samples = _int64(max_audio_samples, "max_audio_samples")
         h = ctypes.c_void_p()
         model._call("lmrt_context_create", ctypes.byref(p), ctypes.byref(h))
         self._set(h.value)
@@ -60,6 +63,18 @@ class Context(Handle):
         c = S.new(S.Capabilities, _lib.lib())
         self._call("lmrt_context_capabilities", ctypes.byref(c))
         return Capabilities._from_c(c)
+
+    def info(self):
+        """What the context has bound so far: a dict with modalities_licensed,
+        modalities_bound (LMRT_MODALITY_* bits) and tensors_bound per modality
+        ({"text": n, "image": n, "audio": n})."""
+        c = S.new(S.ContextInfo, _lib.lib())
+        self._call("lmrt_context_get_info", ctypes.byref(c))
+        return {"modalities_licensed": c.modalities_licensed,
+                "modalities_bound": c.modalities_bound,
+                "tensors_bound": {"text": c.tensors_bound[0], "image": c.tensors_bound[1],
+                                  "audio": c.tensors_bound[2]},
+                "backend": c.backend, "device": c.device, "n_threads": c.n_threads}
 
     def session(self, n_ctx=0, keep_all_logits=False):
         return Session(self, n_ctx=n_ctx, keep_all_logits=keep_all_logits)
@@ -90,6 +105,16 @@ def _int32(v, what):
     except (TypeError, ValueError):
         raise InvalidArgument("%s must be an int, not %r" % (what, v)) from None
     if not -(1 << 31) <= n < (1 << 31):
+        raise InvalidArgument("%s = %d is out of range" % (what, n))
+    return n
+
+
+def _int64(v, what):
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise InvalidArgument("%s must be an int, not %r" % (what, v)) from None
+    if not -(1 << 63) <= n < (1 << 63):
         raise InvalidArgument("%s = %d is out of range" % (what, n))
     return n
 

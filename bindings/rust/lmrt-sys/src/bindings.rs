@@ -979,12 +979,14 @@ pub struct lmrt_context_params {
     pub backend: i32,
     pub device: i32,
     pub n_threads: i32,
+    pub max_image_pixels: i64,
+    pub max_audio_samples: i64,
 }
 #[test]
 fn bindgen_test_layout_lmrt_context_params() {
     assert_eq!(
         ::std::mem::size_of::<lmrt_context_params>(),
-        40usize,
+        56usize,
         concat!("Size of: ", stringify!(lmrt_context_params))
     );
     assert_eq!(
@@ -1094,6 +1096,40 @@ fn bindgen_test_layout_lmrt_context_params() {
         );
     }
     test_field_n_threads();
+    fn test_field_max_image_pixels() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_image_pixels) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_params),
+                "::",
+                stringify!(max_image_pixels)
+            )
+        );
+    }
+    test_field_max_image_pixels();
+    fn test_field_max_audio_samples() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_audio_samples) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_params),
+                "::",
+                stringify!(max_audio_samples)
+            )
+        );
+    }
+    test_field_max_audio_samples();
 }
 extern "C" {
     pub fn lmrt_context_params_init(params: *mut lmrt_context_params, size: usize);
@@ -1107,6 +1143,158 @@ extern "C" {
 }
 extern "C" {
     pub fn lmrt_context_free(ctx: *mut lmrt_context);
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct lmrt_context_info {
+    pub size: usize,
+    pub modalities_licensed: u32,
+    pub modalities_bound: u32,
+    pub tensors_bound: [i64; 4usize],
+    pub backend: i32,
+    pub device: i32,
+    pub n_threads: i32,
+}
+#[test]
+fn bindgen_test_layout_lmrt_context_info() {
+    assert_eq!(
+        ::std::mem::size_of::<lmrt_context_info>(),
+        64usize,
+        concat!("Size of: ", stringify!(lmrt_context_info))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<lmrt_context_info>(),
+        8usize,
+        concat!("Alignment of ", stringify!(lmrt_context_info))
+    );
+    fn test_field_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_info),
+                "::",
+                stringify!(size)
+            )
+        );
+    }
+    test_field_size();
+    fn test_field_modalities_licensed() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).modalities_licensed) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_info),
+                "::",
+                stringify!(modalities_licensed)
+            )
+        );
+    }
+    test_field_modalities_licensed();
+    fn test_field_modalities_bound() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).modalities_bound) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_info),
+                "::",
+                stringify!(modalities_bound)
+            )
+        );
+    }
+    test_field_modalities_bound();
+    fn test_field_tensors_bound() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tensors_bound) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_info),
+                "::",
+                stringify!(tensors_bound)
+            )
+        );
+    }
+    test_field_tensors_bound();
+    fn test_field_backend() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).backend) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_info),
+                "::",
+                stringify!(backend)
+            )
+        );
+    }
+    test_field_backend();
+    fn test_field_device() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device) as usize - ptr as usize
+            },
+            52usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_info),
+                "::",
+                stringify!(device)
+            )
+        );
+    }
+    test_field_device();
+    fn test_field_n_threads() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<lmrt_context_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_threads) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(lmrt_context_info),
+                "::",
+                stringify!(n_threads)
+            )
+        );
+    }
+    test_field_n_threads();
+}
+extern "C" {
+    pub fn lmrt_context_info_init(info: *mut lmrt_context_info, size: usize);
+}
+extern "C" {
+    pub fn lmrt_context_get_info(
+        ctx: *const lmrt_context,
+        out: *mut lmrt_context_info,
+    ) -> lmrt_status;
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
