@@ -2,7 +2,7 @@
  * through the public API only, and how close generation comes to the memory roofline.
  *
  *   lmrt-bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] [-r REPEATS]
- *              [--bw-mib MIB] [--bw-seconds S] [--json]
+ *              [--bw-mib MIB] [--bw-seconds S] [--json] [--backend auto|cpu|cuda]
  *
  * No -m: the built-in model. Defaults: -p 512 -n 128 -r 5, -t 0 (one thread per core).
  * After one untimed warm-up token (it faults the mapped weights in), each repeat
@@ -44,12 +44,14 @@ typedef struct options {
     long n_prompt, n_gen, threads, repeats, bw_mib;
     double bw_seconds;
     int json;
+    int backend;           /* --backend: LMRT_BACKEND_AUTO (default), _CPU or _CUDA */
 } options;
 
 static void usage(void)
 {
     fprintf(stderr, "usage: lmrt-bench [-m MODEL] [-p N_PROMPT] [-n N_GEN] [-t THREADS] "
-                    "[-r REPEATS]\n                  [--bw-mib MIB] [--bw-seconds S] [--json]\n");
+                    "[-r REPEATS]\n                  [--bw-mib MIB] [--bw-seconds S] [--json]"
+                    " [--backend auto|cpu|cuda]\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -97,6 +99,11 @@ static int parse_args(int argc, char **argv, options *o)
             ;
         else if (!strcmp(a, "--bw-seconds") && !parse_long(v, 0, 3600, &secs))
             o->bw_seconds = (double)secs;
+        else if (!strcmp(a, "--backend") && (!strcmp(v, "auto") || !strcmp(v, "cpu") ||
+                                             !strcmp(v, "cuda")))
+            o->backend = !strcmp(v, "cpu")    ? LMRT_BACKEND_CPU
+                         : !strcmp(v, "cuda") ? LMRT_BACKEND_CUDA
+                                              : LMRT_BACKEND_AUTO;
         else
             goto bad;
         continue;
@@ -556,6 +563,7 @@ static lmrt_status load(const options *o, report *r, lmrt_model **model, lmrt_co
     lmrt_context_params cp;
     lmrt_context_params_init(&cp, sizeof cp);
     cp.n_threads = (int32_t)o->threads;
+    cp.backend = o->backend;
     if ((st = lmrt_context_create(*model, &cp, ctx)) != LMRT_OK)
         return st;
     b->ctx = *ctx;

@@ -1,6 +1,8 @@
 #!/bin/sh
 # test-all.sh - every check CI makes, from scratch, in build dirs under ./build-test/:
-#   1. gcc, -Werror: build, then the whole meson test suite (cmocka summaries printed)
+#   1. gcc, -Werror: build, then the whole meson test suite (cmocka summaries printed);
+#      the only configuration that builds the CUDA backend (when nvcc is there; its
+#      device tests skip without a GPU): the others say -Dcuda=disabled
 #   2. clang, -Werror: build and the unit suite
 #   3. gcc with ASan + UBSan (errors fatal, leaks checked): the whole suite
 #   4. TSan over the session and kernel tests (threads and shared models)
@@ -23,24 +25,24 @@ mkdir -p "$out"
 step() { printf '\n==== %s ====\n' "$*"; }
 
 step "gcc -Werror build and tests"
-CC=gcc meson setup "$out/gcc" -Dwerror=true >/dev/null
+CC=gcc meson setup "$out/gcc" -Dwerror=true -Dcuda=auto >/dev/null
 meson compile -C "$out/gcc"
 meson test -C "$out/gcc" -v --print-errorlogs
 
 step "clang -Werror build and unit tests"
-CC=clang meson setup "$out/clang" -Dwerror=true >/dev/null
+CC=clang meson setup "$out/clang" -Dwerror=true -Dcuda=disabled >/dev/null
 meson compile -C "$out/clang"
 meson test -C "$out/clang" -v --print-errorlogs --suite unit
 
 step "ASan + UBSan build and tests"
-CC=gcc meson setup "$out/asan" -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
+CC=gcc meson setup "$out/asan" -Dwerror=true -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=false \
     -Dc_args=-fno-sanitize-recover=all >/dev/null
 meson compile -C "$out/asan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     meson test -C "$out/asan" -v --print-errorlogs --no-suite install --no-suite python --no-suite rust
 
 step "TSan: sessions on many threads, the thread pool"
-CC=gcc meson setup "$out/tsan" -Db_sanitize=thread -Db_lundef=false >/dev/null
+CC=gcc meson setup "$out/tsan" -Dcuda=disabled -Db_sanitize=thread -Db_lundef=false >/dev/null
 meson compile -C "$out/tsan" tests/test_session tests/test_kernels
 TSAN_OPTIONS=halt_on_error=1 meson test -C "$out/tsan" -v --print-errorlogs --no-rebuild session kernels
 
@@ -54,7 +56,7 @@ python3 scripts/abi-check.py "$out/gcc"
 
 if command -v clang >/dev/null 2>&1; then
     step "libFuzzer: GGUF reader for ${fuzz_seconds}s"
-    CC=clang meson setup "$out/fuzz" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    CC=clang meson setup "$out/fuzz" -Dfuzz=true -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=false \
         -Dtests=true >/dev/null
     meson compile -C "$out/fuzz" fuzz_gguf
     corpus="$out/fuzz/corpus-gguf"
@@ -98,7 +100,7 @@ step "aarch64 cross build, unit tests under qemu"
 # run; then the NEON test once more on a CPU without dotprod (the widening-multiply
 # path, chosen at run time). The Python/Rust bindings and the examples/install tests
 # need a native build and stay with the steps above.
-meson setup "$out/arm" --cross-file scripts/cross/aarch64-linux-gnu.ini -Dwerror=true >/dev/null
+meson setup "$out/arm" --cross-file scripts/cross/aarch64-linux-gnu.ini -Dwerror=true -Dcuda=disabled >/dev/null
 meson compile -C "$out/arm"
 meson test -C "$out/arm" -v --print-errorlogs --suite unit
 qemu-aarch64 -cpu cortex-a72 "$out/arm/tests/test_neon"

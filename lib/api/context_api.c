@@ -1,5 +1,6 @@
 /* context_api.c - public entry points for contexts (backend, device, threads,
  * region and deployer policy) and for device discovery. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/handles.h"
@@ -80,10 +81,22 @@ lmrt_status lmrt_device_get_info(int32_t backend, int32_t index, lmrt_device_inf
     return LMRT_OK;
 }
 
-/* AUTO prefers a GPU when one is present, else the CPU. */
+/* AUTO prefers a GPU when one is present, else the CPU -- unless the
+ * environment variable LMRT_BACKEND=cpu|cuda says which (a deployment or a test
+ * run pinning AUTO contexts; an explicit choice in the params always wins). */
 static lmrt_status resolve_backend(const lmrt_context_params *p, int32_t *out)
 {
     int32_t backend = p->backend;
+    const char *env = getenv("LMRT_BACKEND");
+    if (backend == LMRT_BACKEND_AUTO && env && *env) {
+        if (!strcmp(env, "cpu"))
+            backend = LMRT_BACKEND_CPU;
+        else if (!strcmp(env, "cuda"))
+            backend = LMRT_BACKEND_CUDA;
+        else
+            return lmrt_fail(LMRT_E_INVALID_ARG, "lmrt_context_create: the environment "
+                             "variable LMRT_BACKEND is '%s'; it may be cpu or cuda", env);
+    }
     if (backend == LMRT_BACKEND_AUTO) {
         const backend_vtable *cuda = backend_find(LMRT_BACKEND_CUDA);
         backend = cuda && cuda->device_count() > 0 ? LMRT_BACKEND_CUDA : LMRT_BACKEND_CPU;

@@ -2,8 +2,15 @@
  * models; model/ and api/ pick a backend through backend_find(). */
 #include "backend/backend.h"
 
+#if defined(LMRT_HAVE_CUDA)
+extern const backend_vtable cuda_backend;   /* backend/cuda/cuda_backend.c */
+#endif
+
 static const backend_vtable *const backends[] = {
     &cpu_backend,
+#if defined(LMRT_HAVE_CUDA)
+    &cuda_backend,
+#endif
 };
 
 const backend_vtable *backend_find(uint32_t id)
