@@ -930,17 +930,28 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* 100 KB runs of one character and of random bytes must stay far from quadratic:
- * each finishes in well under a second (under 50 ms at -O2; the limit is 1 s, times
- * 50 under valgrind, which is 20-30 times slower, or LMRT_TEST_TIME_SCALE). */
+/* Best of three lmrt_tokenize runs over text[0..n), in seconds. */
+static double tokenize_seconds(const lmrt_model *model, const char *text, size_t n)
+{
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        size_t count = 0;
+        double t0 = now();
+        assert_int_equal(lmrt_tokenize(model, text, n, 0, NULL, 0, &count), LMRT_OK);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+/* 100 KB runs of one character and of random bytes must stay far from quadratic.
+ * Not a timed test (speed belongs to benchmarks): the time per byte of 100 KB is
+ * compared with that of 10 KB in the same run, so the machine's speed, its load,
+ * sanitizers and valgrind cancel out. Linear work gives a ratio near 1, quadratic
+ * near 10; the bound is 5. Also checks the ids round-trip to the same bytes. */
 static void long_runs_tokenize_fast(void **state)
 {
     (void)state;
-    const char *scale_env = getenv("LMRT_TEST_TIME_SCALE");
-    const char *preload = getenv("LD_PRELOAD");
-    double limit = scale_env ? atof(scale_env) : 1.0;
-    if (preload && strstr(preload, "vgpreload"))
-        limit *= 50;
     enum { N = 100 * 1000 };
     char *text = malloc(N);
     assert_non_null(text);
@@ -952,22 +963,24 @@ static void long_runs_tokenize_fast(void **state)
             text[i] = strcmp(fills[k], "random") == 0 ? (char)(rand() % 256)
                                                       : fills[k][i % strlen(fills[k])];
         for (size_t m = 0; m < 2; m++) {
-            size_t n_count = 0;
-            double t0 = now();
-            assert_int_equal(lmrt_tokenize(models[m], text, N, 0, NULL, 0, &n_count), LMRT_OK);
-            double dt = now() - t0;
+            double big = tokenize_seconds(models[m], text, N);
+            double small = tokenize_seconds(models[m], text, N / 10);
+            /* A floor of 20 us per 10 KB keeps timer granularity out of tiny runs. */
+            double ratio = big / (10.0 * (small > 20e-6 ? small : 20e-6));
             int32_t *ids;
             size_t n = tokenize(models[m], text, N, 0, &ids);
-            assert_int_equal(n, n_count);
             size_t len;
             char *back = detokenize(models[m], ids, n, 0, &len);
-            assert_int_equal(len, N);
-            assert_memory_equal(back, text, N);
+            int same = len == N && memcmp(back, text, N) == 0;
             free(back);
             free(ids);
-            fprintf(stderr, "    %s, 100 KB of '%s': %zu tokens in %.1f ms\n",
-                    m ? "spm" : "bpe", strcmp(fills[k], "\n") == 0 ? "\\n" : fills[k], n, dt * 1e3);
-            assert_true(dt < limit);
+            fprintf(stderr, "    %s, 100 KB of '%s': %zu tokens in %.1f ms, %.2fx the time per "
+                    "byte of 10 KB\n", m ? "spm" : "bpe",
+                    strcmp(fills[k], "\n") == 0 ? "\\n" : fills[k], n, big * 1e3, ratio);
+            if (!same || ratio >= 5.0)
+                free(text);
+            assert_true(same);
+            assert_true(ratio < 5.0);
         }
     }
     free(text);
