@@ -524,6 +524,108 @@ static void prompt_batches_equal_token_by_token(void **state)
     }
 }
 
+/* ---- weights repacked at bind time (cpu_repack.c) ---------------------------------- */
+
+/* The packed kernel of level k on c's weight, bound in a context that uses k, over panels
+ * [p0, p1) and tokens [t0, t0 + nt); y: [nt][n_rows]. */
+static void packed_run_part(const cpu_kernels *k, const cpu_packed *pk, const mm_case *c,
+                            int32_t t0, int32_t nt, int64_t p0, int64_t p1, float *y)
+{
+    matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, GGML_TYPE_Q8_0,
+                       NULL, (size_t)(c->n_cols / 32) * 34};
+    uint8_t *xq = xalloc(in.xq_row_bytes * (size_t)nt);
+    for (int32_t t = 0; t < nt; t++)
+        k->quantize_row[GGML_TYPE_Q8_0](in.x + (size_t)t * (size_t)c->n_cols,
+                                        xq + (size_t)t * in.xq_row_bytes, c->n_cols);
+    in.xq = xq;
+    float *scratch = xalloc(sizeof(float) * (size_t)k->matmul_scratch[c->type](&c->view, nt));
+    k->matmul_packed[c->type](pk, &in, y, p0, p1, scratch);
+    free(scratch);
+    free(xq);
+}
+
+/* Every level with packed kernels: the same bits as its kernel on the mapping, for any
+ * panel split and token subset; rows back from the panels (get_rows) are the file's;
+ * two binds share one copy, and the last unbind drops it. */
+static void packed_weights_give_the_same_bits(void **state)
+{
+    (void)state;
+    rng_seed(15);
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    static const int64_t rows[] = {1, 16, 40, 67};
+    static const int64_t cols[] = {32, 96, 2080};
+    static const int32_t toks[] = {1, 5, 35};
+    int ran = 0;
+    for (int li = 0; li < n_levels; li++) {
+        const cpu_kernels *k = levels[li];
+        for (size_t ti = 0; ti < 2; ti++) {
+            if (!k->matmul_packed[types[ti]])
+                continue;
+            for (size_t ri = 0; ri < 4; ri++)
+                for (size_t ci = 0; ci < 3; ci++)
+                    for (size_t ki = 0; ki < 3; ki++) {
+                        mm_case c = mm_make(types[ti], cols[ci], rows[ri], toks[ki]);
+                        backend_ctx *ctx = NULL;
+                        assert_int_equal(cpu_ctx_create(0, 2, &ctx), LMRT_OK);
+                        ctx->k = k;
+                        tensor_view w, w2;
+                        assert_int_equal(cpu_bind_weight(ctx, &c.view, &w), LMRT_OK);
+                        assert_int_equal(cpu_bind_weight(ctx, &c.view, &w2), LMRT_OK);
+                        assert_int_equal(ctx->n_packed, 1);
+                        const cpu_packed *pk = cpu_pack_find(ctx, &w);
+                        assert_non_null(pk);
+                        assert_int_equal(pk->refs, 2);
+                        float *want = mm_run(k, &c);
+                        const size_t nr = (size_t)c.n_rows, n = nr * (size_t)c.n_tok;
+                        float *y = xalloc(sizeof(float) * n);
+                        for (int64_t cut = 0; cut < pk->n_panels; cut++) {
+                            memset(y, 0xff, sizeof(float) * n);
+                            packed_run_part(k, pk, &c, 0, c.n_tok, 0, cut, y);
+                            packed_run_part(k, pk, &c, 0, c.n_tok, cut, pk->n_panels, y);
+                            if (memcmp(y, want, sizeof(float) * n))
+                                fail_msg("%s packed %s %lldx%lld n_tok %d split at panel %lld "
+                                         "differs", k->name, tensor_type_name(c.type),
+                                         (long long)c.n_rows, (long long)c.n_cols, (int)c.n_tok,
+                                         (long long)cut);
+                        }
+                        for (int32_t t = 0; t < c.n_tok; t += 4) {
+                            packed_run_part(k, pk, &c, t, 1, 0, pk->n_panels, y);
+                            assert_memory_equal(y, want + (size_t)t * nr, sizeof(float) * nr);
+                        }
+                        /* the op: the packed copy, through the thread pool */
+                        assert_int_equal(cpu_matmul(ctx, &w, c.x, c.n_tok, y), LMRT_OK);
+                        assert_memory_equal(y, want, sizeof(float) * n);
+                        /* get_rows reads the panels: the rows of the file */
+                        int32_t ids[3] = {0, (int32_t)(c.n_rows - 1), (int32_t)(c.n_rows / 2)};
+                        float *got = xalloc(sizeof(float) * 3 * (size_t)c.n_cols);
+                        float *ref = xalloc(sizeof(float) * (size_t)c.n_cols);
+                        assert_int_equal(cpu_get_rows(ctx, &w, ids, 3, got), LMRT_OK);
+                        for (int i = 0; i < 3; i++) {
+                            assert_int_equal(dequantize_row(c.type, c.w + (size_t)ids[i] *
+                                                            c.view.row_bytes, ref, c.n_cols),
+                                             LMRT_OK);
+                            assert_memory_equal(got + (size_t)i * (size_t)c.n_cols, ref,
+                                                sizeof(float) * (size_t)c.n_cols);
+                        }
+                        cpu_unbind_weight(ctx, &w2);
+                        assert_int_equal(ctx->n_packed, 1);
+                        cpu_unbind_weight(ctx, &w);
+                        assert_int_equal(ctx->n_packed, 0);
+                        assert_null(cpu_pack_find(ctx, &w));
+                        cpu_ctx_free(ctx);
+                        free(ref);
+                        free(got);
+                        free(y);
+                        free(want);
+                        mm_free(&c);
+                        ran++;
+                    }
+        }
+    }
+    if (!ran)
+        print_message("packed weights: no level with packed kernels on this CPU\n");
+}
+
 /* ---- the op path: scratch sizing, quantization and threads ---------------------- */
 
 static void ops_give_the_same_bits_for_1_2_3_threads(void **state)
@@ -814,6 +916,7 @@ int main(void)
         cmocka_unit_test(matmul_matches_reference_and_keeps_the_contract),
         cmocka_unit_test(prompt_batches_equal_token_by_token),
         cmocka_unit_test(ops_give_the_same_bits_for_1_2_3_threads),
+        cmocka_unit_test(packed_weights_give_the_same_bits),
         cmocka_unit_test(attention_matches_reference_for_history_0_to_300_and_gqa),
         cmocka_unit_test(attention_groups_give_each_query_its_bits_alone),
         cmocka_unit_test(small_ops_match_the_scalar_kernels),

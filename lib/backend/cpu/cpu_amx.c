@@ -3,7 +3,8 @@
  * reached only through cpu_kernels_avx512_amx, which cpu_kernels_for() picks when
  * cpu_features found AMX enabled and permitted. Same bits as the VNNI kernel
  * (cpu_simd.h): a tile product is each block's exact isum, then the same float steps
- * per output; generation's single token and batch tails go to the VNNI kernel. */
+ * per output; generation's single token and batch tails go to the VNNI kernel.
+ * Weights repacked at bind time (cpu_repack.c) take cpu_matmul_packed_amx, at the end. */
 #include <immintrin.h>
 #include <stdalign.h>
 #include <stdint.h>
@@ -221,6 +222,131 @@ void cpu_matmul_q8_amx(const tensor_view *w, const matmul_input *in, float *y, i
             cpu_q8_avx512_panel(w->type, rows, nb, vpanel, NULL);
             cpu_q8_avx512_tokens(w->type, vpanel, &tk, n16, in->n_tok, y, w->n_rows, r, nr);
         }
+    }
+    _tile_release();
+}
+
+/* ---- weights repacked at bind time (cpu_repack.c) ------------------------------------ */
+
+/* Here the tokens are A (16 tokens x a block's 32 int8, row-major: copied once per call)
+ * and the weight panel is B: the packed quants are already B's layout (Q8_0 as stored;
+ * Q4_0's nibbles less 8, unpacked once per panel per call), so C[t][r] has each token's
+ * 16 rows in a vector: scaled as acc_t += (dw * dx[t]) * C[t], 3 ops per 16 outputs as
+ * above, and stored without a transpose. Same bits: the tile product is the exact isum,
+ * and dw * dx, the float of isum and the FMA are the VNNI kernel's steps. */
+#define SCALE_TOK(t)                                                                     \
+    acc##t = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dx[(t) * nb])),            \
+                             _mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * (t))), acc##t);
+
+static inline __attribute__((always_inline)) void tile_product_tw(int which, const uint8_t *ablk,
+                                                                  const uint8_t *wblk)
+{
+    if (which == 0) {
+        _tile_loadd(TA0, ablk, 32);
+        _tile_loadd(TB0, wblk, 64);
+        _tile_zero(TC0);
+        _tile_dpbssd(TC0, TA0, TB0);
+    } else {
+        _tile_loadd(TA1, ablk, 32);
+        _tile_loadd(TB1, wblk, 64);
+        _tile_zero(TC1);
+        _tile_dpbssd(TC1, TA1, TB1);
+    }
+}
+
+/* One packed panel (B blocks every 512 bytes at wq, f16 scales at scales) against the
+ * 16 tokens t0.. (A blocks every 512 bytes at ap; their dx at tk->dx), pipelined as
+ * amx_panel_group. pf: the next panel's stream, stepped once per block (or NULL). */
+static void amx_group_packed(const uint8_t *wq, const uint8_t *scales, const uint8_t *ap,
+                             const q8_tokens *tk, float *y, int64_t n_rows, int64_t r0,
+                             int32_t t0, __mmask16 keep, cpu_prefetch_run *pf)
+{
+    const int64_t nb = tk->nb;
+    alignas(64) int32_t cbuf[4][256];
+#define ACC_DECL(r) __m512 acc##r = _mm512_setzero_ps();
+    REP16(ACC_DECL)
+#undef ACC_DECL
+    tile_product_tw(0, ap, wq);
+    for (int64_t b = 0; b < nb + LAG; b++) {
+        if (b + 1 < nb) {
+            const uint8_t *wb = wq + (b + 1) * 512, *ab = ap + (b + 1) * 512;
+            for (int q = 0; q < 512; q += 64) {
+                _mm_prefetch((const char *)wb + PF_AHEAD * 512 + q, _MM_HINT_T0);
+                _mm_prefetch((const char *)ab + PF_AHEAD * 512 + q, _MM_HINT_T0);
+            }
+            if (pf)   /* into L2, like the generation kernel (cpu_packed_avx512.c) */
+                for (size_t i = 0; i < pf->step && pf->p < pf->end; i += 64, pf->p += 64)
+                    _mm_prefetch(pf->p, _MM_HINT_T1);
+            tile_product_tw((int)((b + 1) & 1), ab, wb);
+        }
+        if (b < nb)
+            tile_store((int)(b & 1), cbuf[b & 3]);
+        if (b >= LAG) {
+            const int64_t e = b - LAG;
+            const int32_t *c = cbuf[e & 3];
+            const __m512 dw = _mm512_cvtph_ps(
+                _mm256_load_si256((const __m256i *)(const void *)(scales + 32 * e)));
+            const float *dx = tk->dx + (size_t)t0 * (size_t)nb + (size_t)e;
+            REP16(SCALE_TOK)
+        }
+    }
+#define OUT_TOK(t) _mm512_mask_storeu_ps(y + (size_t)(t0 + (t)) * (size_t)n_rows + (size_t)r0, keep, acc##t);
+    REP16(OUT_TOK)
+#undef OUT_TOK
+}
+
+/* Per call: the tokens' A blocks. Per panel: Q4_0's B blocks (Q8_0 reads the packed
+ * panel itself), every 16-token group by AMX, the n_tok % 16 left by VNNI. The next
+ * panel is fetched from memory during the first group's products (a prefetch in the
+ * short unpacking loop stalled on the miss buffers: 38% of this function's time). */
+void cpu_matmul_packed_amx(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
+                           int64_t p1, float *scratch)
+{
+    const int32_t n16 = in->n_tok & ~15;
+    if (n16 == 0) {
+        cpu_matmul_packed_avx512(w, in, y, p0, p1, scratch);
+        return;
+    }
+    q8_tokens tk;
+    uint8_t *wbuf = cpu_q8_avx512_setup(in, w->type, scratch, &tk);   /* nb * Q8P_BLOCK bytes */
+    const int64_t nb = tk.nb;
+    uint8_t *ap = (uint8_t *)(scratch + nb * (Q8P_BLOCK / 4) + 2 * (int64_t)in->n_tok * nb + 16);
+    ap = (uint8_t *)(((uintptr_t)ap + 63) & ~(uintptr_t)63);
+    for (int32_t g = 0; g < n16 / 16; g++)
+        for (int64_t b = 0; b < nb; b++)
+            for (int j = 0; j < 16; j++)
+                memcpy(ap + ((size_t)g * (size_t)nb + (size_t)b) * 512 + 32 * (size_t)j,
+                       tk.xq + (size_t)(16 * g + j) * tk.row_bytes + (size_t)b * 34 + 2, 32);
+    const uint8_t *end = w->data + w->bytes;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    tiles_configure();
+    for (int64_t p = p0; p < p1; p++) {
+        const uint8_t *panel = w->data + (size_t)p * w->panel_bytes;
+        const uint8_t *scales = panel + (size_t)nb * w->wq_bytes;
+        const int64_t r0 = p * CPU_PANEL_ROWS;
+        const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
+        const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+        cpu_prefetch_run pf = cpu_prefetch_run_init(panel + w->panel_bytes,
+                                                    p + 1 < p1 ? w->panel_bytes : 0, end, nb);
+        const uint8_t *wq = panel;
+        if (w->type == GGML_TYPE_Q4_0) {
+            for (int64_t b = 0; b < nb; b++) {
+                CPU_UNROLL
+                for (int g = 0; g < 4; g++) {
+                    __m512i v = _mm512_load_si512((const void *)(panel + b * 256 + 64 * g));
+                    _mm512_store_si512((void *)(wbuf + b * 512 + 64 * g),
+                                       _mm512_sub_epi8(_mm512_and_si512(v, m4), eight));
+                    _mm512_store_si512((void *)(wbuf + b * 512 + 64 * (g + 4)),
+                                       _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), eight));
+                }
+            }
+            wq = wbuf;
+        }
+        for (int32_t g = 0; g < n16 / 16; g++)
+            amx_group_packed(wq, scales, ap + (size_t)g * (size_t)nb * 512, &tk, y, w->n_rows, r0,
+                             16 * g, keep, g == 0 ? &pf : NULL);
+        if (n16 < in->n_tok)
+            cpu_packed_avx512_tokens(w, &tk, p, n16, in->n_tok, y);
     }
     _tile_release();
 }

@@ -165,7 +165,7 @@ static void silu_mul_avx512(float *gate, const float *up, int64_t n)
     }
 }
 
-#define AVX512_TABLE(table_name, q8_rows, q8_scratch)                                   \
+#define AVX512_TABLE(table_name, q8_rows, q8_scratch, q8_packed)                        \
     {                                                                                   \
         .name = table_name,                                                             \
         .matmul = {                                                                     \
@@ -187,6 +187,10 @@ static void silu_mul_avx512(float *gate, const float *up, int64_t n)
             [GGML_TYPE_Q8_0] = cpu_quantize_q8_0_avx2,                                  \
             [GGML_TYPE_Q8_K] = cpu_quantize_q8_K_avx2,                                  \
         },                                                                              \
+        .matmul_packed = {                                                              \
+            [GGML_TYPE_Q8_0] = q8_packed,                                               \
+            [GGML_TYPE_Q4_0] = q8_packed,                                               \
+        },                                                                              \
         .rmsnorm = cpu_rmsnorm_avx2,                                                    \
         .rope = cpu_rope_avx2,                                                          \
         .attention = attention_avx512,                                                  \
@@ -196,9 +200,11 @@ static void silu_mul_avx512(float *gate, const float *up, int64_t n)
     }
 
 const cpu_kernels cpu_kernels_avx512 = AVX512_TABLE("avx512", cpu_matmul_q8_avx512,
-                                                   cpu_matmul_q8_avx512_scratch);
+                                                   cpu_matmul_q8_avx512_scratch,
+                                                   cpu_matmul_packed_avx512);
 
 #if defined(LMRT_HAVE_AMX_KERNELS)
 const cpu_kernels cpu_kernels_avx512_amx = AVX512_TABLE("avx512-amx", cpu_matmul_q8_amx,
-                                                       cpu_matmul_q8_amx_scratch);
+                                                       cpu_matmul_q8_amx_scratch,
+                                                       cpu_matmul_packed_amx);
 #endif

@@ -3,7 +3,9 @@
  * kernel dequantizes each weight row once (straight from the mapping, no copy of
  * the tensor) and dots it with every token. The SIMD kernels (cpu_matmul_*_avx2.c,
  * cpu_matmul_avx512.c, cpu_amx.c; numerics in cpu_simd.h) replace the dot with
- * int8 dots on x quantized once per op, and are tested against this one. */
+ * int8 dots on x quantized once per op, and are tested against this one. Q8_0/Q4_0
+ * weights that bind_weight repacked (cpu_repack.c) go to the table's matmul_packed
+ * kernel instead, split by 16-row panels. */
 #include <stdalign.h>
 #include <stdint.h>
 
@@ -48,6 +50,8 @@ typedef struct matmul_job {
     matmul_rows_fn rows;
     void (*quantize)(const float *x, void *out, int64_t n);
     const tensor_view *w;
+    const cpu_packed *packed;    /* w repacked (cpu_repack.c): tasks are its panels */
+    matmul_packed_fn rows_packed;
     matmul_input in;
     float *y;
 } matmul_job;
@@ -55,7 +59,10 @@ typedef struct matmul_job {
 static void matmul_range(void *arg, int64_t begin, int64_t end, int thread)
 {
     const matmul_job *j = arg;
-    j->rows(j->w, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
+    if (j->packed)
+        j->rows_packed(j->packed, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
+    else
+        j->rows(j->w, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
 }
 
 /* Quantizes token rows [begin, end) of x to the kernel's vec_type. */
@@ -128,7 +135,12 @@ lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, i
             job.in.xq = ctx->xq;
             threadpool_run(ctx->pool, n_tok, quantize_range, &job);
         }
-        threadpool_run(ctx->pool, w->n_rows, matmul_range, &job);
+        /* Repacked weights split by whole panels: each thread streams its own
+         * contiguous run of them, the same bytes for every thread (but the last). */
+        job.packed = ctx->k->matmul_packed[w->type] ? cpu_pack_find(ctx, w) : NULL;
+        job.rows_packed = ctx->k->matmul_packed[w->type];
+        threadpool_run(ctx->pool, job.packed ? job.packed->n_panels : w->n_rows, matmul_range,
+                       &job);
     }
     pthread_mutex_unlock(&ctx->op_lock);
     return st;

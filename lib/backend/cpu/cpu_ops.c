@@ -134,6 +134,7 @@ void cpu_ctx_free(backend_ctx *ctx)
     if (!ctx)
         return;
     threadpool_free(ctx->pool);
+    cpu_pack_free_all(ctx);
     pthread_mutex_destroy(&ctx->op_lock);
     lmrt_mem_free(ctx->xq);
     lmrt_mem_free(ctx->scratch_raw);
@@ -266,20 +267,24 @@ lmrt_status cpu_bind_weight(backend_ctx *ctx, const tensor_view *host, tensor_vi
     lmrt_status st = cpu_check_view(host, LMRT_E_FORMAT, "bind_weight");
     if (st)
         return st;
-    *out = *host;  /* zero-copy: the ops read the mapping itself */
+    /* The view stays the mapping's (zero-copy: every op can read it); Q8_0/Q4_0 get
+     * a repacked copy for the matmul kernels where the level has them (cpu_repack.c). */
+    *out = *host;
+    cpu_pack_bind(ctx, out);
     return LMRT_OK;
 }
 
 void cpu_unbind_weight(backend_ctx *ctx, tensor_view *bound)
 {
-    (void)ctx;
-    (void)bound;
+    if (ctx && bound)
+        cpu_pack_unbind(ctx, bound);
 }
 
 /* ---- get_rows ------------------------------------------------------------- */
 
 typedef struct get_rows_job {
     const tensor_view *table;
+    const cpu_packed *packed;    /* the table's repacked copy, or NULL */
     const int32_t *ids;
     float *out;
 } get_rows_job;
@@ -290,9 +295,22 @@ static void get_rows_range(void *arg, int64_t begin, int64_t end, int thread)
     const get_rows_job *j = arg;
     const tensor_view *t = j->table;
     for (int64_t i = begin; i < end; i++) {
+        float *out = j->out + i * t->n_cols;
+        if (j->packed) {
+            /* From the repacked copy (whose source pages were handed back), one block
+             * at a time: the same bytes, so the same floats. */
+            const cpu_packed *pk = j->packed;
+            uint8_t blk[34 * 8];
+            for (int64_t b = 0; b < pk->nb; b += 8) {
+                int64_t n = pk->nb - b < 8 ? pk->nb - b : 8;
+                cpu_pack_unpack_blocks(pk, j->ids[i], b, n, blk);
+                (void)dequantize_row(t->type, blk, out + 32 * b, 32 * n);
+            }
+            continue;
+        }
         const uint8_t *row = (const uint8_t *)t->data + (size_t)j->ids[i] * t->row_bytes;
         /* Cannot fail: type and n_cols were checked. */
-        (void)dequantize_row(t->type, row, j->out + i * t->n_cols, t->n_cols);
+        (void)dequantize_row(t->type, row, out, t->n_cols);
     }
 }
 
@@ -312,8 +330,9 @@ lmrt_status cpu_get_rows(backend_ctx *ctx, const tensor_view *table, const int32
             return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: get_rows: id %d (at %d) is "
                              "outside tensor '%s' of %lld rows", (int)ids[i], (int)i,
                              table->name ? table->name : "(unnamed)", (long long)table->n_rows);
-    get_rows_job job = {table, ids, out};
+    get_rows_job job = {table, NULL, ids, out};
     pthread_mutex_lock(&ctx->op_lock);
+    job.packed = cpu_pack_find(ctx, table);
     threadpool_run(ctx->pool, n, get_rows_range, &job);
     pthread_mutex_unlock(&ctx->op_lock);
     return LMRT_OK;

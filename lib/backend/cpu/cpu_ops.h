@@ -48,6 +48,32 @@ typedef struct matmul_kernel {
     uint32_t vec_type;           /* what the op quantizes x to first (GGML_TYPE_F32: nothing) */
 } matmul_kernel;
 
+/* A Q8_0 or Q4_0 weight repacked when it was bound (cpu_repack.c), for the levels whose
+ * table has a matmul_packed slot: 16-row panels, each panel_bytes long, holding per
+ * 32-block b the 16 rows' quants transposed for int8 dots with rows in lanes
+ * (wq_bytes per block at b * wq_bytes: vector j of 64 bytes, lane n = row n's quant
+ * bytes 4j..4j+3 as stored, Q8_0 int8 and Q4_0 nibble pairs), then at nb * wq_bytes
+ * the 16 rows' f16 scales per block (32 bytes at + 32 b). Rows past n_rows are zero.
+ * The same bytes as the file, rearranged: the same results, bit for bit. */
+typedef struct cpu_packed {
+    const void *src;             /* the bound view's data (the key); its shape below */
+    uint32_t type;
+    int64_t n_cols, n_rows;
+    size_t row_bytes;
+    uint8_t *data;               /* [n_panels][panel_bytes], page-aligned */
+    size_t bytes;                /* mapped length of data */
+    int64_t nb, n_panels;
+    size_t wq_bytes, panel_bytes;
+    int32_t refs;                /* binds of this view */
+} cpu_packed;
+
+#define CPU_PANEL_ROWS 16
+
+/* y[t][r] for the rows of panels [p0, p1), every token; the same bits as the
+ * table's matmul[type].rows on the unpacked weight. scratch as for that kernel. */
+typedef void (*matmul_packed_fn)(const cpu_packed *w, const matmul_input *in, float *y,
+                                 int64_t p0, int64_t p1, float *scratch);
+
 typedef struct cpu_kernels {
     const char *name;
     matmul_kernel matmul[GGML_TYPE_COUNT];
@@ -57,6 +83,8 @@ typedef struct cpu_kernels {
     /* x[0..n) to one row of `vec_type` blocks (Q8_0 or Q8_K; NULL slots use the
      * reference quantizers). Must give the same bytes as the reference. */
     void (*quantize_row[GGML_TYPE_COUNT])(const float *x, void *out, int64_t n);
+    /* Kernels over repacked Q8_0/Q4_0 weights (NULL: bind_weight keeps the mapping). */
+    matmul_packed_fn matmul_packed[GGML_TYPE_COUNT];
     /* One token: y[i] = x[i] * rsqrt(mean(x^2) + eps) * weight[i]. x may equal y. */
     void (*rmsnorm)(const float *x, const float *weight, int32_t n, float eps, float *y);
     /* One token's heads, in place. */
@@ -107,7 +135,22 @@ struct backend_ctx {
     size_t scratch_stride;       /* floats per thread, a multiple of 16 */
     void *xq;                    /* quantized activations of the current matmul */
     size_t xq_bytes;
+    cpu_packed *packed;          /* repacked weights, sorted by src (cpu_repack.c) */
+    int32_t n_packed, cap_packed;
 };
+
+/* cpu_repack.c. Repacks `w` for ctx's kernels if they have a packed slot for its type
+ * (nothing otherwise, and nothing when memory is short: the mapping still works);
+ * a second bind of the same view counts a reference. op_lock not held. */
+void cpu_pack_bind(backend_ctx *ctx, const tensor_view *w);
+/* Drops a reference taken by cpu_pack_bind; frees the copy at the last. */
+void cpu_pack_unbind(backend_ctx *ctx, const tensor_view *w);
+/* The packed copy of exactly this view (data and shape), or NULL; op_lock held. */
+const cpu_packed *cpu_pack_find(const backend_ctx *ctx, const tensor_view *w);
+/* Frees every packed copy (ctx_free). */
+void cpu_pack_free_all(backend_ctx *ctx);
+/* Blocks [b0, b0 + n) of row r of a packed weight back in their GGUF layout, at out. */
+void cpu_pack_unpack_blocks(const cpu_packed *w, int64_t r, int64_t b0, int64_t n, uint8_t *out);
 
 /* Grows the per-thread scratch to at least `floats` floats; op_lock held. */
 lmrt_status cpu_scratch_reserve(backend_ctx *ctx, int64_t floats, const char *op);

@@ -80,5 +80,9 @@ void cpu_q8_avx512_panel(uint32_t type, const uint8_t *const *rows, int64_t nb, 
 /* y[t][r0 + n] for tokens [t0, t1) and lanes n < nr, by VNNI from a Q8_0/Q4_0 panel. */
 void cpu_q8_avx512_tokens(uint32_t type, const uint8_t *panel, const q8_tokens *tk, int32_t t0,
                           int32_t t1, float *y, int64_t n_rows, int64_t r0, int nr);
+/* y[t][rows of panel p] for tokens [t0, t1) by VNNI from a repacked weight
+ * (cpu_packed_avx512.c). */
+void cpu_packed_avx512_tokens(const cpu_packed *w, const q8_tokens *tk, int64_t p, int32_t t0,
+                              int32_t t1, float *y);
 
 #endif

@@ -1,0 +1,143 @@
+/* cpu_packed_avx512.c - Q8_0/Q4_0 matmul by VNNI over weights repacked at bind time
+ * (cpu_repack.c; layout in cpu_ops.h): generation and the token tails of the AMX
+ * kernel. Built with the AVX-512 flags (-mavx512f/bw/vl/vnni -ffp-contract=off), reached
+ * only through the AVX-512 tables. Same bits as cpu_matmul_q8_avx512 (cpu_simd.h). */
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_q8_avx512.h"
+#include "backend/cpu/cpu_simd.h"
+#include "tensor/types.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* Generation streams the panels from memory: per block, a step of a software prefetch
+ * run PF_PANELS panels ahead, at the pace the panels are read (cpu_simd.h), into L2.
+ * Measured on the 1B layer sequence (16 x q, k, v, o, gate, up, down + output, Q4_0,
+ * 2 threads) against a 2-thread streaming read at the same moment: no prefetch 65-77%,
+ * PREFETCHT0 1-2 panels ahead 98-108% (T0 stalls on L1's miss buffers), PREFETCHT1
+ * 4 panels ahead 117-119%; the unpacked kernel 54-75%. */
+#define PF_PANELS 4
+
+/* Block b's 16 rows as the u8 operands of vpdpbusd: Q8_0 as w + 128 (bias 128), Q4_0 as
+ * the nibbles 0..15 (bias 8); tk->corr takes the bias off (cpu_q8_avx512_setup). */
+INLINE void load_block(uint32_t type, const uint8_t *q, __m512i wv[8])
+{
+    if (type == GGML_TYPE_Q8_0) {
+        CPU_UNROLL
+        for (int g = 0; g < 8; g++)
+            wv[g] = _mm512_xor_si512(_mm512_load_si512((const void *)(q + 64 * g)),
+                                     _mm512_set1_epi8((char)0x80));
+        return;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    CPU_UNROLL
+    for (int g = 0; g < 4; g++) {
+        __m512i v = _mm512_load_si512((const void *)(q + 64 * g));
+        wv[g] = _mm512_and_si512(v, m4);
+        wv[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    }
+}
+
+/* One block of token t: the exact isum of the 16 rows (two chains of four vpdpbusd,
+ * summed: integers, any order), then acc = fma(dw * dx, isum, acc) as cpu_simd.h says. */
+INLINE __m512 step(const __m512i wv[8], __m512 dw, const q8_tokens *tk, int32_t t, int64_t b,
+                   __m512 acc)
+{
+    const uint8_t *xb = tk->xq + (size_t)t * tk->row_bytes + (size_t)b * 34 + 2;
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+    CPU_UNROLL
+    for (int g = 0; g < 8; g += 2) {
+        int32_t x0, x1;
+        memcpy(&x0, xb + 4 * g, 4);
+        memcpy(&x1, xb + 4 * g + 4, 4);
+        s0 = _mm512_dpbusd_epi32(s0, wv[g], _mm512_set1_epi32(x0));
+        s1 = _mm512_dpbusd_epi32(s1, wv[g + 1], _mm512_set1_epi32(x1));
+    }
+    __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0, s1),
+                                 _mm512_set1_epi32(tk->corr[t * tk->nb + b]));
+    __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(tk->dx[t * tk->nb + b]));
+    return _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(s), acc);
+}
+
+/* NT tokens from t0 against one panel. Per block: 4 or 8 loads, 8-12 ops to make the
+ * operands, then per token 8 vpdpbusd and 5 ops; no transpose, no gather. */
+INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, const q8_tokens *tk,
+                  int32_t t0, int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
+{
+    const uint8_t *scales = panel + (size_t)tk->nb * w->wq_bytes;
+    __m512 acc[8];
+    CPU_UNROLL
+    for (int j = 0; j < NT; j++)
+        acc[j] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < tk->nb; b++) {
+        const uint8_t *q = panel + (size_t)b * w->wq_bytes;
+        if (pf)   /* into L2: L1 has too few miss buffers for this distance */
+            for (size_t i = 0; i < pf->step && pf->p < pf->end; i += 64, pf->p += 64)
+                _mm_prefetch(pf->p, _MM_HINT_T1);
+        __m512i wv[8];
+        load_block(type, q, wv);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
+        CPU_UNROLL
+        for (int j = 0; j < NT; j++)
+            acc[j] = step(wv, dw, tk, t0 + j, b, acc[j]);
+    }
+    CPU_UNROLL
+    for (int j = 0; j < NT; j++)
+        _mm512_mask_storeu_ps(y + (size_t)(t0 + j) * (size_t)w->n_rows + (size_t)r0, keep, acc[j]);
+}
+
+/* Tokens [t0, t1) in chunks of up to 8. A first chunk of at most 4 tokens reads the
+ * panel from memory and steps pf; the others find it in cache. */
+INLINE void tokens_t(uint32_t type, const cpu_packed *w, const uint8_t *panel, const q8_tokens *tk,
+                     int32_t t0, int32_t t1, float *y, int64_t r0, __mmask16 keep,
+                     cpu_prefetch_run *pf)
+{
+    for (int32_t t = t0; t < t1;) {
+        const int left = t1 - t, nt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        switch (nt) {
+        case 8: chunk(type, w, panel, tk, t, 8, y, r0, keep, NULL); break;
+        case 4: chunk(type, w, panel, tk, t, 4, y, r0, keep, pf); break;
+        case 2: chunk(type, w, panel, tk, t, 2, y, r0, keep, pf); break;
+        default: chunk(type, w, panel, tk, t, 1, y, r0, keep, pf); break;
+        }
+        pf = NULL;
+        t += nt;
+    }
+}
+
+/* Panel p, tokens [t0, t1); pf_end: where prefetching stops (the end of this thread's
+ * panels), or NULL for none. */
+static void panel_tokens(const cpu_packed *w, const q8_tokens *tk, int64_t p, int32_t t0,
+                         int32_t t1, float *y, const uint8_t *pf_end)
+{
+    const uint8_t *panel = w->data + (size_t)p * w->panel_bytes;
+    const int64_t r0 = p * CPU_PANEL_ROWS;
+    const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    cpu_prefetch_run pf = cpu_prefetch_run_init(panel + PF_PANELS * w->panel_bytes,
+                                                w->panel_bytes, pf_end ? pf_end : panel, tk->nb);
+    if (w->type == GGML_TYPE_Q8_0)
+        tokens_t(GGML_TYPE_Q8_0, w, panel, tk, t0, t1, y, r0, keep, pf_end ? &pf : NULL);
+    else
+        tokens_t(GGML_TYPE_Q4_0, w, panel, tk, t0, t1, y, r0, keep, pf_end ? &pf : NULL);
+}
+
+void cpu_packed_avx512_tokens(const cpu_packed *w, const q8_tokens *tk, int64_t p, int32_t t0,
+                              int32_t t1, float *y)
+{
+    panel_tokens(w, tk, p, t0, t1, y, NULL);
+}
+
+/* Measured: see doc/performance.md (generation at the memory's speed). */
+void cpu_matmul_packed_avx512(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
+                              int64_t p1, float *scratch)
+{
+    q8_tokens tk;
+    (void)cpu_q8_avx512_setup(in, w->type, scratch, &tk);
+    const uint8_t *pf_end = w->data + (size_t)p1 * w->panel_bytes;
+    for (int64_t p = p0; p < p1; p++)
+        panel_tokens(w, &tk, p, 0, in->n_tok, y, pf_end);
+}
