@@ -14,7 +14,7 @@ from typing import Iterator, List, NamedTuple, Optional
 from . import _lib, _structs as S
 from ._handle import Handle, ids_arg, path_arg, string_array, text_arg
 from .errors import IOError as LmrtIOError, InvalidArgument, InvalidState
-from .model import Capabilities, Model, _backend_code, _messages
+from .model import Capabilities, Model, _backend_code, _messages, _modality_set
 
 STOP_REASONS = {0: None, 1: "eog", 2: "max_tokens", 3: "stop_string", 4: "callback"}
 _BUFFER_TOO_SMALL = -10
@@ -65,13 +65,13 @@ class Context(Handle):
         return Capabilities._from_c(c)
 
     def info(self):
-        """What the context has bound so far: a dict with modalities_licensed,
-        modalities_bound (LMRT_MODALITY_* bits) and tensors_bound per modality
-        ({"text": n, "image": n, "audio": n})."""
+        """What the context has bound so far: a dict with modalities_licensed and
+        modalities_bound (sets of "text", "image", "audio") and tensors_bound per
+        modality ({"text": n, "image": n, "audio": n})."""
         c = S.new(S.ContextInfo, _lib.lib())
         self._call("lmrt_context_get_info", ctypes.byref(c))
-        return {"modalities_licensed": c.modalities_licensed,
-                "modalities_bound": c.modalities_bound,
+        return {"modalities_licensed": _modality_set(c.modalities_licensed),
+                "modalities_bound": _modality_set(c.modalities_bound),
                 "tensors_bound": {"text": c.tensors_bound[0], "image": c.tensors_bound[1],
                                   "audio": c.tensors_bound[2]},
                 "backend": c.backend, "device": c.device, "n_threads": c.n_threads}
