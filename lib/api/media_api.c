@@ -57,7 +57,10 @@ static lmrt_status image_token(const lmrt_session *s, const char *function, int3
 
 /* Encodes a decoded image and feeds it: as embeddings among the tokens
  * (projector models), or as cross-attention states followed by the <|image|>
- * token (mllama). All or nothing: on failure the session is as before. */
+ * token (mllama). On failure the session's positions are as before; for mllama,
+ * a failure after the states were set (feeding <|image|>: out of memory, the
+ * context checked for room first) leaves the new image's states in place, as
+ * keeping a copy of the old ones for that case would cost their whole size. */
 static lmrt_status feed_image(lmrt_session *s, const image_rgb8 *img, const char *function)
 {
     lmrt_context *ctx = s->ctx;
