@@ -3,14 +3,12 @@
  * there before allocating anything. Does no resampling (resample.c); knows no models. */
 #include "format/wav.h"
 
-#include <errno.h>
-#include <fcntl.h>
+#include "format/file_read.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
@@ -308,59 +306,13 @@ lmrt_status wav_decode(const void *data, size_t size, size_t max_samples, audio_
     return LMRT_OK;
 }
 
-/* Reads the whole regular file at `path` into a new buffer. */
-static lmrt_status read_file(const char *path, uint8_t **out, size_t *out_size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lmrt_fail(LMRT_E_IO, "%s: cannot open: %s", path, strerror(errno));
-    lmrt_status st = LMRT_OK;
-    uint8_t *buf = NULL;
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        st = lmrt_fail(LMRT_E_IO, "%s: cannot stat: %s", path, strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = lmrt_fail(LMRT_E_IO, "%s: not a regular file", path);
-        goto done;
-    }
-    if ((uint64_t)sb.st_size > SIZE_MAX - 1) {
-        st = lmrt_fail(LMRT_E_IO, "%s: too large for this address space", path);
-        goto done;
-    }
-    size_t size = (size_t)sb.st_size;
-    if (!(buf = lmrt_malloc(size ? size : 1))) {
-        st = lmrt_fail(LMRT_E_NOMEM, "%s: out of memory reading %zu bytes", path, size);
-        goto done;
-    }
-    for (size_t got = 0; got < size;) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            st = lmrt_fail(LMRT_E_IO, "%s: offset %zu: %s", path, got,
-                           n < 0 ? strerror(errno) : "file ended early");
-            goto done;
-        }
-        got += (size_t)n;
-    }
-    *out = buf;
-    *out_size = size;
-    buf = NULL;
-done:
-    lmrt_mem_free(buf);
-    close(fd);
-    return st;
-}
-
 lmrt_status wav_load_file(const char *path, size_t max_samples, audio_pcm *out)
 {
     if (!path || !out)
         return lmrt_fail(LMRT_E_INVALID_ARG, "wav_load_file: NULL %s", path ? "out" : "path");
     uint8_t *bytes = NULL;
     size_t size = 0;
-    lmrt_status st = read_file(path, &bytes, &size);
+    lmrt_status st = format_read_file(path, &bytes, &size);
     if (st != LMRT_OK)
         return st;
     st = wav_decode(bytes, size, max_samples, out);
