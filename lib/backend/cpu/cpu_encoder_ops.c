@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "backend/cpu/cpu_ops.h"
+#include "backend/op_shapes.h"
 #include "base/error.h"
 
 /* Elements per task: small vectors run on the caller without waking the pool. */
@@ -250,28 +251,12 @@ lmrt_status cpu_im2col(backend_ctx *ctx, const float *x, int32_t c_in, int32_t h
     if (!ctx || !x || !out)
         return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: im2col: NULL %s",
                          !ctx ? "context" : !x ? "x" : "out");
-    if (c_in <= 0 || h <= 0 || w <= 0 || kh <= 0 || kw <= 0 || stride_h <= 0 ||
-        stride_w <= 0 || pad_h < 0 || pad_w < 0)
-        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: im2col: bad shape c_in %d, h %d, "
-                         "w %d, kernel %dx%d, stride %dx%d, pad %dx%d", (int)c_in, (int)h,
-                         (int)w, (int)kh, (int)kw, (int)stride_h, (int)stride_w, (int)pad_h,
-                         (int)pad_w);
-    const int64_t span_h = (int64_t)h + 2 * (int64_t)pad_h - kh;
-    const int64_t span_w = (int64_t)w + 2 * (int64_t)pad_w - kw;
-    if (span_h < 0 || span_w < 0)
-        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: im2col: kernel %dx%d is larger "
-                         "than the padded input %lldx%lld", (int)kh, (int)kw,
-                         (long long)h + 2 * (long long)pad_h, (long long)w + 2 * (long long)pad_w);
-    const int64_t h_out = span_h / stride_h + 1, w_out = span_w / stride_w + 1;
-    int64_t n_pos, row, total, in;
-    if (__builtin_mul_overflow(h_out, w_out, &n_pos) ||
-        __builtin_mul_overflow((int64_t)c_in, (int64_t)kh * kw, &row) ||
-        __builtin_mul_overflow(n_pos, row, &total) || (uint64_t)total > SIZE_MAX / sizeof(float) ||
-        __builtin_mul_overflow((int64_t)h * w, (int64_t)c_in, &in) ||
-        (uint64_t)in > SIZE_MAX / sizeof(float))
-        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: im2col: %lldx%lld positions of "
-                         "%d x %dx%d taps are too large", (long long)h_out, (long long)w_out,
-                         (int)c_in, (int)kh, (int)kw);
+    int64_t h_out, w_out, row;
+    lmrt_status st = backend_im2col_shape("cpu", c_in, h, w, kh, kw, stride_h, stride_w, pad_h,
+                                          pad_w, &h_out, &w_out, &row);
+    if (st)
+        return st;
+    const int64_t n_pos = h_out * w_out;
     const int64_t per = row < ENC_CHUNK ? ENC_CHUNK / row : 1;
     im2col_job job = {x, c_in, h, w, kh, kw, stride_h, stride_w, pad_h, pad_w,
                       w_out, n_pos, row, per, out};
