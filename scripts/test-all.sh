@@ -57,44 +57,30 @@ meson test -C "$out/gcc" --print-errorlogs --suite unit \
 step "ABI check"
 python3 scripts/abi-check.py "$out/gcc"
 
+# run_fuzzer NAME CORPUS_DIR SECONDS: one libFuzzer harness of the fuzz build over a
+# copy of its seed corpus; a crash stops CI with the input left in $out/fuzz.
+run_fuzzer() {
+    meson compile -C "$out/fuzz" "fuzz_$1"
+    corpus="$out/fuzz/corpus-$2"
+    mkdir -p "$corpus"
+    cp "tests/fuzz/corpus/$2"/* "$corpus/"
+    fuzz_rc=0
+    "$out/fuzz/tests/fuzz/fuzz_$1" -max_total_time="$3" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$out/fuzz/$1-" \
+        -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_$1.log" 2>&1 || fuzz_rc=$?
+    tail -n 12 "$out/fuzz/fuzz_$1.log"
+    [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_$1 failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
+}
+
 if command -v clang >/dev/null 2>&1; then
-    step "libFuzzer: GGUF reader for ${fuzz_seconds}s"
     CC=clang meson setup "$out/fuzz" -Dfuzz=true -Dcuda=disabled -Db_sanitize=address,undefined -Db_lundef=false \
         -Dtests=true >/dev/null
-    meson compile -C "$out/fuzz" fuzz_gguf
-    corpus="$out/fuzz/corpus-gguf"
-    mkdir -p "$corpus"
-    cp tests/fuzz/corpus/gguf/* "$corpus/"
-    fuzz_rc=0
-    "$out/fuzz/tests/fuzz/fuzz_gguf" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$out/fuzz/" \
-        -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_gguf.log" 2>&1 || fuzz_rc=$?
-    tail -n 12 "$out/fuzz/fuzz_gguf.log"
-    [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_gguf failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
-
+    step "libFuzzer: GGUF reader for ${fuzz_seconds}s"
+    run_fuzzer gguf gguf "$fuzz_seconds"
     step "libFuzzer: image decoders (PNG, PPM, JPEG) for ${image_fuzz_seconds}s"
-    meson compile -C "$out/fuzz" fuzz_png
-    corpus="$out/fuzz/corpus-png"
-    mkdir -p "$corpus"
-    cp tests/fuzz/corpus/png/* "$corpus/"
-    fuzz_rc=0
-    "$out/fuzz/tests/fuzz/fuzz_png" -max_total_time="$image_fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$out/fuzz/png-" \
-        -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_png.log" 2>&1 || fuzz_rc=$?
-    tail -n 12 "$out/fuzz/fuzz_png.log"
-    [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_png failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
-
+    run_fuzzer png png "$image_fuzz_seconds"
     step "libFuzzer: WAV reader and resampler for ${image_fuzz_seconds}s"
-    meson compile -C "$out/fuzz" fuzz_wav
-    corpus="$out/fuzz/corpus-wav"
-    mkdir -p "$corpus"
-    cp tests/fuzz/corpus/wav/* "$corpus/"
-    fuzz_rc=0
-    "$out/fuzz/tests/fuzz/fuzz_wav" -max_total_time="$image_fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$out/fuzz/wav-" \
-        -print_final_stats=1 "$corpus" >"$out/fuzz/fuzz_wav.log" 2>&1 || fuzz_rc=$?
-    tail -n 12 "$out/fuzz/fuzz_wav.log"
-    [ "$fuzz_rc" -eq 0 ] || { echo "fuzz_wav failed (exit $fuzz_rc); the crash input is in $out/fuzz"; exit 1; }
+    run_fuzzer wav wav "$image_fuzz_seconds"
 fi
 
 step "aarch64 cross build, unit tests under qemu"
