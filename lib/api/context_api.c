@@ -240,9 +240,8 @@ lmrt_status lmrt_context_get_info(const lmrt_context *ctx, lmrt_context_info *ou
         (st = api_check_out_struct(out, "lmrt_context_get_info", "out")))
         return st;
     const model *m = ctx->model->m;
-    const policy_layer *layers[] = {m->policy, m->projector_policy, ctx->deployer};
     for (uint32_t bit = LMRT_MODALITY_TEXT; bit <= LMRT_MODALITY_AUDIO; bit <<= 1)
-        if ((m->modalities & bit) && policy_require(layers, 3, &ctx->region, bit) == LMRT_OK)
+        if ((m->modalities & bit) && api_context_license(ctx, bit) == LMRT_OK)
             info.modalities_licensed |= bit;
     lmrt_error_clear();
     lmrt_context *c = (lmrt_context *)ctx;   /* the lock only; nothing else changes */

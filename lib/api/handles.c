@@ -36,6 +36,13 @@ void api_context_unref(lmrt_context *ctx)
     }
 }
 
+lmrt_status api_context_license(const lmrt_context *ctx, uint32_t modality)
+{
+    const model *m = ctx->model->m;
+    const policy_layer *layers[] = {m->policy, m->projector_policy, ctx->deployer};
+    return policy_require(layers, 3, &ctx->region, modality);
+}
+
 lmrt_status api_require(const void *ptr, const char *function, const char *what)
 {
     if (!ptr)

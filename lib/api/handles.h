@@ -78,6 +78,9 @@ lmrt_status api_context_vision(lmrt_context *ctx, const char *function,
                                struct vision_encoder **out);
 lmrt_status api_context_audio(lmrt_context *ctx, const char *function,
                               struct audio_encoder **out);
+/* LMRT_OK when the context's region and policies (the model's, its projector's,
+ * the deployer's) license `modality`; LMRT_E_NOT_LICENSED with the reason otherwise. */
+lmrt_status api_context_license(const lmrt_context *ctx, uint32_t modality);
 /* LMRT_E_INVALID_STATE when the context or its model was freed by its owner. */
 lmrt_status api_context_live(const lmrt_context *ctx, const char *function);
 

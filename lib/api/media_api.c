@@ -23,8 +23,7 @@ static lmrt_status media_allowed(const lmrt_session *s, uint32_t modality, const
         return st;
     const lmrt_context *ctx = s->ctx;
     const model *m = ctx->model->m;
-    const policy_layer *layers[] = {m->policy, m->projector_policy, ctx->deployer};
-    if ((st = policy_require(layers, 3, &ctx->region, modality)))
+    if ((st = api_context_license(ctx, modality)))
         return lmrt_fail_prefix(st, "%s", function);
     const char *what = modality == LMRT_MODALITY_IMAGE ? "image" : "audio";
     if (!(m->modalities & modality))
