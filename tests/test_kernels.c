@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1038,6 +1039,100 @@ static void threadpool_splits_tasks_by_the_fixed_rule(void **state)
     assert_null(p);
 }
 
+/* Balanced runs: per task, how often it ran and on which thread; per piece, that it
+ * lies within [0, n), is at most `grain` long (any length when one thread runs it all)
+ * and that run_end >= end. */
+typedef struct balanced_log {
+    int64_t n, grain;
+    bool one_thread;
+    atomic_int hits[POOL_MAX_TASKS];
+    atomic_int thread_of[POOL_MAX_TASKS];
+    atomic_int bad_pieces;
+    int slow_thread;             /* sleeps in its first piece; -1: none */
+    atomic_int slept;
+} balanced_log;
+
+static void balanced_record(void *arg, int64_t begin, int64_t end, int64_t run_end, int thread)
+{
+    balanced_log *log = arg;
+    if (begin < 0 || end > log->n || begin >= end ||
+        (end - begin > log->grain && !log->one_thread) || run_end < end || run_end > log->n)
+        atomic_fetch_add(&log->bad_pieces, 1);
+    if (thread == log->slow_thread && atomic_exchange(&log->slept, 1) == 0)
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    for (int64_t i = begin; i < end && i < log->n && i >= 0; i++) {
+        atomic_fetch_add(&log->hits[i], 1);
+        atomic_store(&log->thread_of[i], thread);
+    }
+}
+
+static void balanced_reset(balanced_log *log, int64_t n, int64_t grain, int slow_thread,
+                           int32_t n_threads)
+{
+    log->n = n;
+    log->one_thread = n_threads == 1 || n == 1;
+    log->grain = grain;
+    log->slow_thread = slow_thread;
+    atomic_store(&log->bad_pieces, 0);
+    atomic_store(&log->slept, 0);
+    for (int64_t i = 0; i < POOL_MAX_TASKS; i++) {
+        atomic_store(&log->hits[i], 0);
+        atomic_store(&log->thread_of[i], -1);
+    }
+}
+
+static void threadpool_balanced_runs_each_task_once_and_rebalance(void **state)
+{
+    (void)state;
+    static const int32_t counts[] = {1, 2, 3, 4, 7};
+    static const int64_t tasks[] = {0, 1, 2, 5, 7, 8, 33, 999};
+    static const int64_t grains[] = {1, 2, 3, 16, 1000};
+    balanced_log *log = malloc(sizeof *log);
+    assert_non_null(log);
+    for (size_t ci = 0; ci < 5; ci++) {
+        threadpool *pool = NULL;
+        assert_int_equal(threadpool_create(counts[ci], &pool), LMRT_OK);
+        for (size_t ti = 0; ti < sizeof tasks / sizeof tasks[0]; ti++)
+            for (size_t gi = 0; gi < sizeof grains / sizeof grains[0]; gi++)
+                for (int rep = 0; rep < 3; rep++) {
+                    const int64_t n = tasks[ti], g = grains[gi];
+                    balanced_reset(log, n, g, -1, counts[ci]);
+                    threadpool_run_balanced(pool, n, g, balanced_record, log);
+                    assert_int_equal(atomic_load(&log->bad_pieces), 0);
+                    for (int64_t i = 0; i < n; i++)
+                        assert_int_equal(atomic_load(&log->hits[i]), 1);
+                }
+        threadpool_free(pool);
+    }
+    /* A thread that stalls in its first piece: the other takes the rest of its range. */
+    threadpool *pool = NULL;
+    assert_int_equal(threadpool_create(2, &pool), LMRT_OK);
+    for (int slow = 0; slow < 2; slow++) {
+        balanced_reset(log, 400, 4, slow, 2);
+        threadpool_run_balanced(pool, 400, 4, balanced_record, log);
+        assert_int_equal(atomic_load(&log->bad_pieces), 0);
+        int64_t by_slow = 0;
+        for (int64_t i = 0; i < 400; i++) {
+            assert_int_equal(atomic_load(&log->hits[i]), 1);
+            by_slow += atomic_load(&log->thread_of[i]) == slow;
+        }
+        /* Its own range was 200 tasks; in 100 ms the other thread had time for all but
+         * the piece the sleeper holds. */
+        assert_true(by_slow < 100);
+    }
+    /* Back-to-back balanced and fixed runs on one pool: a lost wake-up would hang. */
+    int64_t counts_seen[4] = {0};
+    for (int i = 0; i < 3000; i++) {
+        balanced_reset(log, i % 9, 2, -1, 2);
+        threadpool_run_balanced(pool, i % 9, 2, balanced_record, log);
+        threadpool_run(pool, i % 4, pool_count, counts_seen);
+        for (int64_t t = 0; t < i % 9; t++)
+            assert_int_equal(atomic_load(&log->hits[t]), 1);
+    }
+    threadpool_free(pool);
+    free(log);
+}
+
 typedef struct contend_arg {
     backend_ctx *ctx;
     int ok;
@@ -1364,6 +1459,7 @@ int main(void)
         cmocka_unit_test(attention_ignores_positions_after_the_query),
         cmocka_unit_test(results_are_bitwise_identical_for_1_2_3_4_7_threads),
         cmocka_unit_test(threadpool_splits_tasks_by_the_fixed_rule),
+        cmocka_unit_test(threadpool_balanced_runs_each_task_once_and_rebalance),
         cmocka_unit_test(one_thread_context_starts_no_threads_and_free_joins_them),
         cmocka_unit_test(ops_from_two_threads_on_one_context_take_turns),
         cmocka_unit_test(ctx_create_checks_device_and_threads),

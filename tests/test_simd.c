@@ -539,7 +539,7 @@ static void packed_run_part(const cpu_kernels *k, const cpu_packed *pk, const mm
                                         xq + (size_t)t * in.xq_row_bytes, c->n_cols);
     in.xq = xq;
     float *scratch = xalloc(sizeof(float) * (size_t)k->matmul_scratch[c->type](&c->view, nt));
-    k->matmul_packed[c->type](pk, &in, y, p0, p1, scratch);
+    k->matmul_packed[c->type](pk, &in, y, p0, p1, p1, scratch);
     free(scratch);
     free(xq);
 }

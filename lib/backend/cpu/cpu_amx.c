@@ -300,11 +300,11 @@ static void amx_group_packed(const uint8_t *wq, const uint8_t *scales, const uin
  * panel is fetched from memory during the first group's products (a prefetch in the
  * short unpacking loop stalled on the miss buffers: 38% of this function's time). */
 void cpu_matmul_packed_amx(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
-                           int64_t p1, float *scratch)
+                           int64_t p1, int64_t pf_end, float *scratch)
 {
     const int32_t n16 = in->n_tok & ~15;
     if (n16 == 0) {
-        cpu_matmul_packed_avx512(w, in, y, p0, p1, scratch);
+        cpu_matmul_packed_avx512(w, in, y, p0, p1, pf_end, scratch);
         return;
     }
     q8_tokens tk;
@@ -327,7 +327,7 @@ void cpu_matmul_packed_amx(const cpu_packed *w, const matmul_input *in, float *y
         const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
         const __mmask16 keep = (__mmask16)((1u << nr) - 1);
         cpu_prefetch_run pf = cpu_prefetch_run_init(panel + w->panel_bytes,
-                                                    p + 1 < p1 ? w->panel_bytes : 0, end, nb);
+                                                    p + 1 < p1 || p + 1 < pf_end ? w->panel_bytes : 0, end, nb);
         const uint8_t *wq = panel;
         if (w->type == GGML_TYPE_Q4_0) {
             for (int64_t b = 0; b < nb; b++) {

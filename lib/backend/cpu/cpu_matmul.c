@@ -59,11 +59,22 @@ typedef struct matmul_job {
 static void matmul_range(void *arg, int64_t begin, int64_t end, int thread)
 {
     const matmul_job *j = arg;
-    if (j->packed)
-        j->rows_packed(j->packed, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
-    else
-        j->rows(j->w, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
+    j->rows(j->w, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
 }
+
+static void matmul_panels(void *arg, int64_t begin, int64_t end, int64_t run_end, int thread)
+{
+    const matmul_job *j = arg;
+    j->rows_packed(j->packed, &j->in, j->y, begin, end, run_end, cpu_scratch(j->ctx, thread));
+}
+
+/* Generation's pieces of a balanced run (threadpool_run_balanced): 256 KiB of weights,
+ * ~20 us of streaming for one thread, so that a thread the host stalls holds the
+ * other up by at most that; each piece repeats the per-call setup (n_tok x blocks,
+ * well under 1% at this size). Prompt batches keep one piece per thread: their
+ * per-call setup is a copy of every token. */
+#define BALANCED_PIECE_BYTES ((size_t)256 << 10)
+#define BALANCED_MAX_TOKENS 8
 
 /* Quantizes token rows [begin, end) of x to the kernel's vec_type. */
 static void quantize_range(void *arg, int64_t begin, int64_t end, int thread)
@@ -136,11 +147,19 @@ lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, i
             threadpool_run(ctx->pool, n_tok, quantize_range, &job);
         }
         /* Repacked weights split by whole panels: each thread streams its own
-         * contiguous run of them, the same bytes for every thread (but the last). */
+         * contiguous run of them; in generation a thread that finishes early takes
+         * pieces from the back of the other's run. */
         job.packed = ctx->k->matmul_packed[w->type] ? cpu_pack_find(ctx, w) : NULL;
         job.rows_packed = ctx->k->matmul_packed[w->type];
-        threadpool_run(ctx->pool, job.packed ? job.packed->n_panels : w->n_rows, matmul_range,
-                       &job);
+        if (job.packed) {
+            const int64_t n = job.packed->n_panels;
+            int64_t grain = (int64_t)(BALANCED_PIECE_BYTES / job.packed->panel_bytes);
+            if (n_tok > BALANCED_MAX_TOKENS || grain < 1)
+                grain = n_tok > BALANCED_MAX_TOKENS ? n : 1;
+            threadpool_run_balanced(ctx->pool, n, grain, matmul_panels, &job);
+        } else {
+            threadpool_run(ctx->pool, w->n_rows, matmul_range, &job);
+        }
     }
     pthread_mutex_unlock(&ctx->op_lock);
     return st;

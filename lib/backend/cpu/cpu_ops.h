@@ -70,9 +70,11 @@ typedef struct cpu_packed {
 #define CPU_PANEL_ROWS 16
 
 /* y[t][r] for the rows of panels [p0, p1), every token; the same bits as the
- * table's matmul[type].rows on the unpacked weight. scratch as for that kernel. */
+ * table's matmul[type].rows on the unpacked weight. scratch as for that kernel.
+ * pf_end (>= p1): the panel where software prefetching stops - the end of the calling
+ * thread's range, when it is likely to go on with the panels after p1. */
 typedef void (*matmul_packed_fn)(const cpu_packed *w, const matmul_input *in, float *y,
-                                 int64_t p0, int64_t p1, float *scratch);
+                                 int64_t p0, int64_t p1, int64_t pf_end, float *scratch);
 
 typedef struct cpu_kernels {
     const char *name;

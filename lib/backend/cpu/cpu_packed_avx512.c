@@ -133,11 +133,11 @@ void cpu_packed_avx512_tokens(const cpu_packed *w, const q8_tokens *tk, int64_t 
 
 /* Measured: see doc/performance.md (generation at the memory's speed). */
 void cpu_matmul_packed_avx512(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
-                              int64_t p1, float *scratch)
+                              int64_t p1, int64_t pf_panel_end, float *scratch)
 {
     q8_tokens tk;
     (void)cpu_q8_avx512_setup(in, w->type, scratch, &tk);
-    const uint8_t *pf_end = w->data + (size_t)p1 * w->panel_bytes;
+    const uint8_t *pf_end = w->data + (size_t)(pf_panel_end > p1 ? pf_panel_end : p1) * w->panel_bytes;
     for (int64_t p = p0; p < p1; p++)
         panel_tokens(w, &tk, p, 0, in->n_tok, y, pf_end);
 }

@@ -96,7 +96,7 @@ void cpu_matmul_q8_avx512(const tensor_view *w, const matmul_input *in, float *y
 int64_t cpu_matmul_q8_avx512_scratch(const tensor_view *w, int32_t n_tok);
 /* cpu_packed_avx512.c: the same over weights repacked at bind time (scratch as above). */
 void cpu_matmul_packed_avx512(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
-                              int64_t p1, float *scratch);
+                              int64_t p1, int64_t pf_end, float *scratch);
 #endif
 
 #if defined(LMRT_HAVE_AMX_KERNELS)
@@ -107,7 +107,7 @@ void cpu_matmul_q8_amx(const tensor_view *w, const matmul_input *in, float *y, i
                        int64_t r1, float *scratch);
 int64_t cpu_matmul_q8_amx_scratch(const tensor_view *w, int32_t n_tok);
 void cpu_matmul_packed_amx(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
-                           int64_t p1, float *scratch);
+                           int64_t p1, int64_t pf_end, float *scratch);
 #endif
 
 #endif
