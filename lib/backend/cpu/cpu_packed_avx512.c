@@ -15,14 +15,16 @@
 
 /* Generation streams the panels from memory: per block, a step of a software prefetch
  * run PF_PANELS panels ahead, at the pace the panels are read (cpu_simd.h), into L2.
- * Measured on the 1B layer sequence (16 x q, k, v, o, gate, up, down + output, Q4_0,
- * 2 threads) against a 2-thread streaming read at the same moment: no prefetch 65-77%,
- * PREFETCHT0 1-2 panels ahead 98-108% (T0 stalls on L1's miss buffers), PREFETCHT1
- * 4 panels ahead 117-119%; the unpacked kernel 54-75%. */
-#define PF_PANELS 4
+ * Measured on the 1B layer sequence (16 x q, k, v, o, gate, up, down + output, 2
+ * threads): no prefetch reads at ~75% of the prefetched speed; PREFETCHT1 1 panel ahead
+ * beat 2, 4 and 8 panels by 2-6% (Q4_0 and Q8_0, medians of interleaved passes), and a
+ * fixed 4-16 KiB distance by 1-4%; NTA halved the speed. */
+#define PF_PANELS 1
 
 /* Block b's 16 rows as the u8 operands of vpdpbusd: Q8_0 as w + 128 (bias 128), Q4_0 as
- * the nibbles 0..15 (bias 8); tk->corr takes the bias off (cpu_q8_avx512_setup). */
+ * the low nibbles 0..15 (bias 8) in wv[0..3] and the high ones as 16 x (0..15), masked
+ * in place, in wv[4..7] (step divides their sum by 16: one shift per block instead of
+ * one per vector); tk->corr takes the bias off (cpu_q8_avx512_setup). */
 INLINE void load_block(uint32_t type, const uint8_t *q, __m512i wv[8])
 {
     if (type == GGML_TYPE_Q8_0) {
@@ -37,27 +39,41 @@ INLINE void load_block(uint32_t type, const uint8_t *q, __m512i wv[8])
     for (int g = 0; g < 4; g++) {
         __m512i v = _mm512_load_si512((const void *)(q + 64 * g));
         wv[g] = _mm512_and_si512(v, m4);
-        wv[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        wv[g + 4] = _mm512_and_si512(v, _mm512_set1_epi8((char)0xf0));
     }
 }
 
-/* One block of token t: the exact isum of the 16 rows (two chains of four vpdpbusd,
- * summed: integers, any order), then acc = fma(dw * dx, isum, acc) as cpu_simd.h says. */
-INLINE __m512 step(const __m512i wv[8], __m512 dw, const q8_tokens *tk, int32_t t, int64_t b,
-                   __m512 acc)
+/* One block of token t: the exact isum of the 16 rows (two chains of four vpdpbusd, the
+ * first starting at -corr; Q4_0's second holds 16 x the high nibbles' sum, an exact
+ * multiple of 16; integers, so any order gives the same isum), then
+ * acc = fma(dw * dx, isum, acc) as cpu_simd.h says. */
+INLINE __m512 step(uint32_t type, const __m512i wv[8], __m512 dw, const q8_tokens *tk, int32_t t,
+                   int64_t b, __m512 acc)
 {
     const uint8_t *xb = tk->xq + (size_t)t * tk->row_bytes + (size_t)b * 34 + 2;
-    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-    CPU_UNROLL
-    for (int g = 0; g < 8; g += 2) {
-        int32_t x0, x1;
-        memcpy(&x0, xb + 4 * g, 4);
-        memcpy(&x1, xb + 4 * g + 4, 4);
-        s0 = _mm512_dpbusd_epi32(s0, wv[g], _mm512_set1_epi32(x0));
-        s1 = _mm512_dpbusd_epi32(s1, wv[g + 1], _mm512_set1_epi32(x1));
+    __m512i s0 = _mm512_set1_epi32(-tk->corr[t * tk->nb + b]), s1 = _mm512_setzero_si512();
+    __m512i s;
+    if (type == GGML_TYPE_Q4_0) {
+        CPU_UNROLL
+        for (int g = 0; g < 4; g++) {
+            int32_t x0, x1;
+            memcpy(&x0, xb + 4 * g, 4);
+            memcpy(&x1, xb + 16 + 4 * g, 4);
+            s0 = _mm512_dpbusd_epi32(s0, wv[g], _mm512_set1_epi32(x0));
+            s1 = _mm512_dpbusd_epi32(s1, wv[g + 4], _mm512_set1_epi32(x1));
+        }
+        s = _mm512_add_epi32(s0, _mm512_srai_epi32(s1, 4));
+    } else {
+        CPU_UNROLL
+        for (int g = 0; g < 8; g += 2) {
+            int32_t x0, x1;
+            memcpy(&x0, xb + 4 * g, 4);
+            memcpy(&x1, xb + 4 * g + 4, 4);
+            s0 = _mm512_dpbusd_epi32(s0, wv[g], _mm512_set1_epi32(x0));
+            s1 = _mm512_dpbusd_epi32(s1, wv[g + 1], _mm512_set1_epi32(x1));
+        }
+        s = _mm512_add_epi32(s0, s1);
     }
-    __m512i s = _mm512_sub_epi32(_mm512_add_epi32(s0, s1),
-                                 _mm512_set1_epi32(tk->corr[t * tk->nb + b]));
     __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(tk->dx[t * tk->nb + b]));
     return _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(s), acc);
 }
@@ -82,7 +98,7 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
         CPU_UNROLL
         for (int j = 0; j < NT; j++)
-            acc[j] = step(wv, dw, tk, t0 + j, b, acc[j]);
+            acc[j] = step(type, wv, dw, tk, t0 + j, b, acc[j]);
     }
     CPU_UNROLL
     for (int j = 0; j < NT; j++)
