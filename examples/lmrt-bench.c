@@ -10,9 +10,7 @@
  * one lmrt_session_feed_tokens call (pp), then generates n tokens greedily with
  * lmrt_session_next_token (tg). Reported: medians and min..max over the repeats,
  * the bytes one generated token reads, the machine's read bandwidth measured here
- * with the same thread count (the best of at least 5 passes over --bw-seconds,
- * default 3, of a buffer of --bw-mib, default max(1 GiB, weights)), and the
- * fraction of that roofline tg reaches:
+ * with the same thread count, and the fraction of that roofline tg reaches:
  *
  *   weight bytes/token = sum(blk.*) + output.weight (token_embd.weight when tied)
  *                        + output_norm + rope_freqs + one token_embd row
@@ -20,12 +18,19 @@
  *                        (K and V in F32, read up to the average decoded position)
  *   roofline fraction  = tg tokens/s * (weight + KV bytes/token) / read bandwidth
  *
+ * The bandwidth is the best read rate the machine gives (a weaker loop understates
+ * it and puts the fraction above 100%): wide loads (AVX-512, else AVX2, chosen at
+ * run time) with software prefetch, measured before loading the model (in a forked
+ * child) and after the runs, the larger kept. Each is the best of at least 5 passes
+ * over --bw-seconds, default 3, of a buffer of --bw-mib, default max(1 GiB,
+ * weights); before loading, max(1 GiB, model file).
+ *
  * Peak RSS is VmHWM (getrusage's ru_maxrss where /proc is missing), taken before the
- * bandwidth buffer is allocated; the budget is model file + KV cache + 64 MiB.
+ * bandwidth buffer is allocated (the first one lives in the child, which neither
+ * VmHWM nor ru_maxrss counts); the budget is model file + KV cache + 64 MiB.
  * --json prints one JSON object on stdout; progress goes to stderr. Exit status:
  * 0 done, 1 an lmrt call failed, 2 bad arguments. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +40,8 @@
 #include <unistd.h>
 
 #include <lmrt.h>
+
+#include "bench-bandwidth.h"
 
 #define MIB (1024.0 * 1024.0)
 #define RSS_SLACK ((uint64_t)64 << 20)   /* the budget's allowance beyond file + KV */
@@ -189,115 +196,6 @@ static uint64_t peak_rss_bytes(void)
     return (uint64_t)ru.ru_maxrss * 1024;   /* Linux and the BSDs: kilobytes */
 }
 
-/* ---- the machine's read bandwidth ---------------------------------------- */
-
-/* A 16-byte vector: one SSE2 or NEON register, whatever -march says (wider
- * generic vectors are spilled to the stack without AVX). */
-typedef uint64_t u64x2 __attribute__((vector_size(16)));
-
-typedef struct bw_worker {
-    pthread_t thread;
-    pthread_barrier_t *start;
-    unsigned char *p;      /* this thread's slice, 128-byte aligned */
-    size_t n;              /* bytes, a multiple of 128 */
-    int write;             /* 1: first touch (memset), 0: read */
-    uint64_t sum;
-} bw_worker;
-
-/* Sums the slice with eight independent accumulators: 128 bytes (two cache
- * lines) per iteration. Bound by memory bandwidth, which is the point. */
-static void *bw_run(void *arg)
-{
-    bw_worker *w = arg;
-    pthread_barrier_wait(w->start);
-    if (w->write) {
-        memset(w->p, 1, w->n);
-        return NULL;
-    }
-    const u64x2 *v = (const u64x2 *)(void *)w->p;
-    u64x2 a0 = {0, 0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    for (size_t i = 0, nv = w->n / sizeof(u64x2); i < nv; i += 8) {
-        a0 += v[i];
-        a1 += v[i + 1];
-        a2 += v[i + 2];
-        a3 += v[i + 3];
-        a4 += v[i + 4];
-        a5 += v[i + 5];
-        a6 += v[i + 6];
-        a7 += v[i + 7];
-    }
-    a0 += a1 + a2 + a3 + a4 + a5 + a6 + a7;
-    w->sum = a0[0] ^ a0[1];
-    return NULL;
-}
-
-/* One pass of n_threads threads over their slices; seconds, or -1 if a thread
- * could not start. */
-static double bw_pass(bw_worker *w, int n_threads, pthread_barrier_t *start, int write)
-{
-    int started = 0;
-    for (; started < n_threads; started++) {
-        w[started].write = write;
-        if (pthread_create(&w[started].thread, NULL, bw_run, &w[started]) != 0)
-            break;
-    }
-    if (started < n_threads) {
-        /* The barrier never opens: cannot happen after the first pass succeeded. */
-        fprintf(stderr, "lmrt-bench: cannot start %d threads for the bandwidth test\n",
-                n_threads);
-        return -1;
-    }
-    pthread_barrier_wait(start);
-    double t0 = now();
-    for (int i = 0; i < n_threads; i++)
-        pthread_join(w[i].thread, NULL);
-    return now() - t0;
-}
-
-static volatile uint64_t bw_sink;
-
-#define BW_MIN_PASSES 5
-#define BW_MAX_PASSES 100
-
-/* Best read bandwidth in bytes per second over passes of `bytes` (at least 5, and
- * as many more as fit in `seconds`), or 0. */
-static double measure_bandwidth(size_t bytes, int n_threads, double seconds)
-{
-    const size_t unit = 128;
-    size_t per = bytes / (size_t)n_threads / unit * unit;
-    unsigned char *buf = NULL;
-    bw_worker *w = calloc((size_t)n_threads, sizeof *w);
-    pthread_barrier_t start;
-    double best = 0;
-    if (!w || per == 0 || posix_memalign((void **)&buf, 4096, per * (size_t)n_threads) != 0) {
-        free(w);
-        return 0;
-    }
-    pthread_barrier_init(&start, NULL, (unsigned)n_threads + 1);
-    for (int i = 0; i < n_threads; i++)
-        w[i] = (bw_worker){.start = &start, .p = buf + per * (size_t)i, .n = per};
-    if (bw_pass(w, n_threads, &start, 1) >= 0) {   /* each thread faults its own slice in */
-        /* Other work on the cores only ever lowers a pass: keep passing for at
-         * least `seconds` so that some pass lands in a quiet moment. */
-        double t_end = now() + seconds;
-        for (int pass = 0; pass < BW_MAX_PASSES && (pass < BW_MIN_PASSES || now() < t_end);
-             pass++) {
-            double s = bw_pass(w, n_threads, &start, 0);
-            if (s <= 0)
-                break;
-            double rate = (double)(per * (size_t)n_threads) / s;
-            if (rate > best)
-                best = rate;
-            for (int i = 0; i < n_threads; i++)
-                bw_sink ^= w[i].sum;
-        }
-    }
-    pthread_barrier_destroy(&start);
-    free(buf);
-    free(w);
-    return best;
-}
-
 /* ---- what one generated token reads ---------------------------------------- */
 
 typedef struct model_bytes {
@@ -412,7 +310,9 @@ typedef struct report {
     stats pps, tgs;
     uint64_t file_bytes, kv_cache_bytes, weight_bytes, kv_bytes, peak_rss, rss_anon, rss_file;
     size_t bw_buffer;
-    double bandwidth, load_s, warmup_s, loadavg_start, loadavg_end;
+    double bandwidth;                    /* max(bw_before, bw_after) */
+    double bw_before, bw_after;          /* before loading (0: not measured), after the runs */
+    double load_s, warmup_s, loadavg_start, loadavg_end;
 } report;
 
 static uint64_t budget(const report *r)
@@ -480,8 +380,10 @@ static void print_json(const report *r)
     printf("  \"weight_bytes_per_token\": %llu,\n  \"kv_bytes_per_token\": %llu,\n"
            "  \"bytes_per_token\": %llu,\n", (unsigned long long)r->weight_bytes,
            (unsigned long long)r->kv_bytes, (unsigned long long)(r->weight_bytes + r->kv_bytes));
-    printf("  \"bandwidth_gb_s\": %.3f,\n  \"bandwidth_buffer_bytes\": %zu,\n"
-           "  \"roofline_fraction\": %.6g,\n", r->bandwidth / 1e9, r->bw_buffer, roofline(r));
+    printf("  \"bandwidth_gb_s\": %.3f,\n  \"bandwidth_before_gb_s\": %.3f,\n"
+           "  \"bandwidth_after_gb_s\": %.3f,\n  \"bandwidth_buffer_bytes\": %zu,\n"
+           "  \"roofline_fraction\": %.6g,\n", r->bandwidth / 1e9, r->bw_before / 1e9,
+           r->bw_after / 1e9, r->bw_buffer, roofline(r));
     printf("  \"kv_cache_bytes\": %llu,\n  \"peak_rss_bytes\": %llu,\n"
            "  \"rss_anon_bytes\": %llu,\n  \"rss_file_bytes\": %llu,\n"
            "  \"rss_budget_bytes\": %llu,\n  \"rss_within_budget\": %s,\n",
@@ -517,8 +419,14 @@ static void print_text(const report *r)
            " + output_norm + rope_freqs + one token_embd row\n"
            "  KV      = n_layer x (p + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes\n",
            (double)per_token / MIB, (double)r->weight_bytes / MIB, (double)r->kv_bytes / MIB);
-    printf("bandwidth: %.2f GB/s read (%d threads, %.0f MiB buffer, best pass of %.0f s)\n",
-           r->bandwidth / 1e9, r->n_threads, (double)r->bw_buffer / MIB, o->bw_seconds);
+    printf("bandwidth: %.2f GB/s read (", r->bandwidth / 1e9);
+    if (r->bw_before > 0)
+        printf("best of %.2f before and %.2f after the runs", r->bw_before / 1e9,
+               r->bw_after / 1e9);
+    else
+        printf("after the runs; none measured before them");
+    printf("; %d threads, %.0f MiB buffer, best pass of %.0f s each)\n", r->n_threads,
+           (double)r->bw_buffer / MIB, o->bw_seconds);
     printf("roofline:  tg x bytes/token / bandwidth = %.1f%%\n", 100 * roofline(r));
     printf("memory:    peak RSS %.1f MiB (anon %.1f + file %.1f at the end of a run); budget "
            "file %.1f + KV %.1f + 64 = %.1f MiB: %s\n", (double)r->peak_rss / MIB,
@@ -594,6 +502,18 @@ int main(int argc, char **argv)
     int rc = 1;
 
     r.loadavg_start = load_average();
+    /* The first bandwidth measurement: before the model (the forked child copies
+     * little) and before lmrt starts its threads. The weights' size is not known
+     * yet, the file's is; no file, no measurement (the load fails anyway). */
+    struct stat sb;
+    if (!o.model || stat(o.model, &sb) == 0) {
+        size_t bw0 = (size_t)1 << 30;
+        if (o.bw_mib)
+            bw0 = (size_t)o.bw_mib << 20;
+        else if (o.model && (uint64_t)sb.st_size > bw0)
+            bw0 = (size_t)sb.st_size;
+        r.bw_before = bench_measure_bandwidth_forked(bw0, r.n_threads, o.bw_seconds);
+    }
     double t0 = now();
     lmrt_status st = load(&o, &r, &model, &ctx, &b, &first);
     r.load_s = now() - t0;
@@ -638,7 +558,6 @@ int main(int argc, char **argv)
     /* Decoding the token at position q reads q + 1 cached positions; q runs p .. p+n-1. */
     r.kv_bytes = mb.kv_per_pos * (uint64_t)o.n_prompt + mb.kv_per_pos * (uint64_t)(o.n_gen + 1) / 2;
     r.kv_cache_bytes = mb.kv_per_pos * (uint64_t)r.n_ctx;
-    struct stat sb;
     r.file_bytes = o.model && stat(o.model, &sb) == 0 ? (uint64_t)sb.st_size
                                                      : (uint64_t)r.mi.n_bytes;
 
@@ -648,8 +567,10 @@ int main(int argc, char **argv)
         bw = (size_t)o.bw_mib << 20;
     else if (mb.weights > bw)
         bw = (size_t)mb.weights;
-    r.bw_buffer = bw / (size_t)r.n_threads / 128 * 128 * (size_t)r.n_threads;
-    r.bandwidth = measure_bandwidth(bw, r.n_threads, o.bw_seconds);
+    r.bw_buffer = bw / (size_t)r.n_threads / BENCH_BW_UNIT * BENCH_BW_UNIT * (size_t)r.n_threads;
+    r.bw_after = bench_measure_bandwidth(bw, r.n_threads, o.bw_seconds);
+    /* Other work on the cores only ever lowers a measurement: keep the larger. */
+    r.bandwidth = r.bw_after > r.bw_before ? r.bw_after : r.bw_before;
     if (r.bandwidth <= 0) {
         fprintf(stderr, "lmrt-bench: could not measure the read bandwidth (%zu bytes)\n", bw);
         goto out;
