@@ -5,6 +5,7 @@
 #include "sample/sampler.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,12 +83,51 @@ static int by_logit_desc(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* Moves the k best of cand[0..n) (by by_logit_desc) to cand[0..k), in no particular
+ * order: a heap of the k best so far with the worst at its root, O(n log k). Sorting
+ * all n (128256 for Llama 3) took ~30 ms a token, halving generation speed with
+ * the default top_k of 40; since the order is total, the k selected and then
+ * sorted are exactly the first k of the full sort. */
+static void heap_sift_down(candidate *h, size_t k, size_t i)
+{
+    for (;;) {
+        size_t worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < k && by_logit_desc(&h[l], &h[worst]) > 0)
+            worst = l;
+        if (r < k && by_logit_desc(&h[r], &h[worst]) > 0)
+            worst = r;
+        if (worst == i)
+            return;
+        candidate t = h[i];
+        h[i] = h[worst];
+        h[worst] = t;
+        i = worst;
+    }
+}
+
+static void select_best(candidate *cand, size_t n, size_t k)
+{
+    for (size_t i = k / 2; i-- > 0;)
+        heap_sift_down(cand, k, i);
+    for (size_t i = k; i < n; i++) {
+        if (by_logit_desc(&cand[i], &cand[0]) < 0) {   /* better than the worst kept */
+            cand[0] = cand[i];
+            heap_sift_down(cand, k, 0);
+        }
+    }
+}
+
 /* Repetition, frequency and presence penalties over the recent history. */
+static bool penalties_off(const sampler_config *c)
+{
+    return c->repeat_penalty == 1.0f && c->frequency_penalty == 0.0f &&
+           c->presence_penalty == 0.0f;
+}
+
 static void apply_penalties(const sampler_config *c, candidate *cand, int32_t n_vocab,
                             const int32_t *history, size_t n_history)
 {
-    if (c->repeat_penalty == 1.0f && c->frequency_penalty == 0.0f &&
-        c->presence_penalty == 0.0f)
+    if (penalties_off(c))
         return;
     size_t from = 0;
     if (c->repeat_last_n >= 0 && n_history > (size_t)c->repeat_last_n)
@@ -130,6 +170,19 @@ lmrt_status sampler_sample(sampler *s, const float *logits, int32_t n_vocab,
     const sampler_config *c = &s->cfg;
     if (n_vocab <= 0)
         return lmrt_fail(LMRT_E_INVALID_ARG, "sampler: empty vocabulary");
+    if (c->temperature <= 0.0f && penalties_off(c)) {
+        /* Greedy on the logits as they are: no candidate table (1.5 MB to write for
+         * Llama 3, ~0.8 ms a token). The first of equal maxima, as below. */
+        int32_t best = 0;
+        for (int32_t i = 0; i < n_vocab; i++) {
+            if (isnan(logits[i]))
+                return lmrt_fail(LMRT_E_INTERNAL, "sampler: logit %d is NaN", (int)i);
+            if (logits[i] > logits[best])
+                best = i;
+        }
+        *out_token = best;
+        return LMRT_OK;
+    }
     candidate *cand = scratch;
     for (int32_t i = 0; i < n_vocab; i++) {
         if (isnan(logits[i]))
@@ -148,9 +201,11 @@ lmrt_status sampler_sample(sampler *s, const float *logits, int32_t n_vocab,
     }
 
     size_t n = (size_t)n_vocab;
-    qsort(cand, n, sizeof *cand, by_logit_desc);
-    if (c->top_k > 0 && (size_t)c->top_k < n)
+    if (c->top_k > 0 && (size_t)c->top_k < n) {
         n = (size_t)c->top_k;
+        select_best(cand, (size_t)n_vocab, n);
+    }
+    qsort(cand, n, sizeof *cand, by_logit_desc);
     softmax(cand, n, 1.0f);
     if (c->top_p < 1.0f) {
         double cum = 0;
