@@ -626,6 +626,62 @@ static void packed_weights_give_the_same_bits(void **state)
         print_message("packed weights: no level with packed kernels on this CPU\n");
 }
 
+/* Two contexts binding the same weight read one packed copy; each keeps working when
+ * the other unbinds or is freed first, and the copy goes with the last hold. A
+ * different view (other bytes) gets a copy of its own. */
+static void contexts_share_one_packed_copy(void **state)
+{
+    (void)state;
+    rng_seed(16);
+    const cpu_kernels *k = NULL;
+    for (int li = 0; li < n_levels; li++)
+        if (levels[li]->matmul_packed[GGML_TYPE_Q4_0])
+            k = levels[li];
+    if (!k) {
+        print_message("shared packed copies: no level with packed kernels on this CPU\n");
+        return;
+    }
+    const int32_t before = cpu_pack_shared_count();
+    for (int order = 0; order < 2; order++) {
+        mm_case c = mm_make(GGML_TYPE_Q4_0, 96, 40, 3), d = mm_make(GGML_TYPE_Q4_0, 96, 40, 3);
+        backend_ctx *a = NULL, *b = NULL;
+        assert_int_equal(cpu_ctx_create(0, 2, &a), LMRT_OK);
+        assert_int_equal(cpu_ctx_create(0, 1, &b), LMRT_OK);
+        a->k = b->k = k;
+        tensor_view wa, wb, wd;
+        assert_int_equal(cpu_bind_weight(a, &c.view, &wa), LMRT_OK);
+        assert_int_equal(cpu_bind_weight(b, &c.view, &wb), LMRT_OK);
+        const cpu_packed *pa = cpu_pack_find(a, &wa), *pb = cpu_pack_find(b, &wb);
+        assert_non_null(pa);
+        assert_non_null(pb);
+        assert_ptr_equal(pa->data, pb->data);
+        assert_int_equal(cpu_pack_shared_count(), before + 1);
+        assert_int_equal(cpu_bind_weight(b, &d.view, &wd), LMRT_OK);
+        assert_ptr_not_equal(cpu_pack_find(b, &wd)->data, pa->data);
+        assert_int_equal(cpu_pack_shared_count(), before + 2);
+        float *want = mm_run(k, &c);
+        const size_t n = (size_t)c.n_rows * (size_t)c.n_tok;
+        float *y = xalloc(sizeof(float) * n);
+        backend_ctx *first = order ? b : a, *second = order ? a : b;
+        tensor_view *w_first = order ? &wb : &wa, *w_second = order ? &wa : &wb;
+        cpu_unbind_weight(first, w_first);
+        assert_null(cpu_pack_find(first, w_first));
+        assert_int_equal(cpu_pack_shared_count(), before + 2);   /* the other still holds it */
+        assert_int_equal(cpu_matmul(second, w_second, c.x, c.n_tok, y), LMRT_OK);
+        assert_memory_equal(y, want, sizeof(float) * n);
+        assert_int_equal(cpu_matmul(first, w_first, c.x, c.n_tok, y), LMRT_OK);   /* file layout */
+        assert_memory_equal(y, want, sizeof(float) * n);
+        cpu_ctx_free(second);   /* without unbinding: ctx_free lets go of its holds */
+        assert_int_equal(cpu_pack_shared_count(), order ? before + 1 : before);
+        cpu_ctx_free(first);
+        assert_int_equal(cpu_pack_shared_count(), before);
+        free(y);
+        free(want);
+        mm_free(&d);
+        mm_free(&c);
+    }
+}
+
 /* ---- the op path: scratch sizing, quantization and threads ---------------------- */
 
 static void ops_give_the_same_bits_for_1_2_3_threads(void **state)
@@ -917,6 +973,7 @@ int main(void)
         cmocka_unit_test(prompt_batches_equal_token_by_token),
         cmocka_unit_test(ops_give_the_same_bits_for_1_2_3_threads),
         cmocka_unit_test(packed_weights_give_the_same_bits),
+        cmocka_unit_test(contexts_share_one_packed_copy),
         cmocka_unit_test(attention_matches_reference_for_history_0_to_300_and_gqa),
         cmocka_unit_test(attention_groups_give_each_query_its_bits_alone),
         cmocka_unit_test(small_ops_match_the_scalar_kernels),

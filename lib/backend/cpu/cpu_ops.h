@@ -64,7 +64,8 @@ typedef struct cpu_packed {
     size_t bytes;                /* mapped length of data */
     int64_t nb, n_panels;
     size_t wq_bytes, panel_bytes;
-    int32_t refs;                /* binds of this view */
+    int32_t refs;                /* binds of this view in a context's table; contexts
+                                    holding the copy in the registry's (cpu_repack.c) */
 } cpu_packed;
 
 #define CPU_PANEL_ROWS 16
@@ -149,7 +150,10 @@ void cpu_pack_bind(backend_ctx *ctx, const tensor_view *w);
 void cpu_pack_unbind(backend_ctx *ctx, const tensor_view *w);
 /* The packed copy of exactly this view (data and shape), or NULL; op_lock held. */
 const cpu_packed *cpu_pack_find(const backend_ctx *ctx, const tensor_view *w);
-/* Frees every packed copy (ctx_free). */
+/* Contexts share a packed copy of the same view (one model's mapping): the number of
+ * copies alive in the process, for tests. */
+int32_t cpu_pack_shared_count(void);
+/* Lets go of every packed copy the context holds (ctx_free). */
 void cpu_pack_free_all(backend_ctx *ctx);
 /* Blocks [b0, b0 + n) of row r of a packed weight back in their GGUF layout, at out. */
 void cpu_pack_unpack_blocks(const cpu_packed *w, int64_t r, int64_t b0, int64_t n, uint8_t *out);

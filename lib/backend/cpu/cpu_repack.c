@@ -1,7 +1,9 @@
 /* cpu_repack.c - Q8_0/Q4_0 weights repacked at bind time into the 16-row panels the
- * AVX-512 VNNI and AMX kernels read (layout: cpu_packed in cpu_ops.h), and the
- * per-context table that finds them again by the bound view. Portable C: only the
- * kernels that read the panels are ISA-specific. */
+ * AVX-512 VNNI and AMX kernels read (layout: cpu_packed in cpu_ops.h), the per-context
+ * table that finds them again by the bound view, and the process-wide registry that
+ * lets every context of one model share one copy. Portable C: only the kernels that
+ * read the panels are ISA-specific. */
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -44,13 +46,14 @@ static int key_cmp(const cpu_packed *p, const tensor_view *w)
     return 0;
 }
 
-/* Index of the entry for w, or of where it would go (*found false). */
-static int32_t table_search(const backend_ctx *ctx, const tensor_view *w, bool *found)
+/* Index of the entry for w in table[0..n) (sorted by key_cmp), or of where it would go
+ * (*found false). */
+static int32_t table_search(const cpu_packed *table, int32_t n, const tensor_view *w, bool *found)
 {
-    int32_t lo = 0, hi = ctx->n_packed;
+    int32_t lo = 0, hi = n;
     while (lo < hi) {
         int32_t mid = lo + (hi - lo) / 2;
-        int c = key_cmp(&ctx->packed[mid], w);
+        int c = key_cmp(&table[mid], w);
         if (c == 0) {
             *found = true;
             return mid;
@@ -64,12 +67,63 @@ static int32_t table_search(const backend_ctx *ctx, const tensor_view *w, bool *
     return lo;
 }
 
+/* Makes room for one more entry in *table (capacity *cap); false when memory is short. */
+static bool table_reserve(cpu_packed **table, int32_t n, int32_t *cap)
+{
+    if (n < *cap)
+        return true;
+    int32_t c = *cap ? 2 * *cap : 64;
+    cpu_packed *t = lmrt_realloc(*table, (size_t)c * sizeof *t);
+    if (!t)
+        return false;
+    *table = t;
+    *cap = c;
+    return true;
+}
+
+/* Every context that binds the same view (the same model's mapping) reads one packed
+ * copy: the process-wide registry below holds each copy once, with `refs` counting
+ * the contexts that hold it; a context's own table (ctx->packed) counts its binds.
+ * Lock order: a context's op_lock, then registry_lock. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static cpu_packed *registry;
+static int32_t n_registry, cap_registry;
+
+int32_t cpu_pack_shared_count(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    int32_t n = n_registry;
+    pthread_mutex_unlock(&registry_lock);
+    return n;
+}
+
+/* Drops one context's hold on pk's copy; the last one unmaps it. */
+static void shared_release(const cpu_packed *pk)
+{
+    const tensor_view key = {.type = pk->type, .n_cols = pk->n_cols, .n_rows = pk->n_rows,
+                             .row_bytes = pk->row_bytes, .data = pk->src};
+    pthread_mutex_lock(&registry_lock);
+    bool found;
+    int32_t at = table_search(registry, n_registry, &key, &found);
+    if (found && --registry[at].refs == 0) {
+        munmap(registry[at].data, registry[at].bytes);
+        memmove(registry + at, registry + at + 1,
+                (size_t)(n_registry - at - 1) * sizeof *registry);
+        if (--n_registry == 0) {
+            lmrt_mem_free(registry);
+            registry = NULL;
+            cap_registry = 0;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
 const cpu_packed *cpu_pack_find(const backend_ctx *ctx, const tensor_view *w)
 {
     if (!ctx->n_packed)
         return NULL;
     bool found;
-    int32_t i = table_search(ctx, w, &found);
+    int32_t i = table_search(ctx->packed, ctx->n_packed, w, &found);
     return found ? &ctx->packed[i] : NULL;
 }
 
@@ -161,41 +215,25 @@ static bool pack_layout(const tensor_view *w, cpu_packed *pk)
     return true;
 }
 
-void cpu_pack_bind(backend_ctx *ctx, const tensor_view *w)
+/* Maps and fills pk->data with w's panels, on ctx's threads; false when the mapping is
+ * refused (then the kernels read the file's layout). */
+static bool pack_new(backend_ctx *ctx, const tensor_view *w, cpu_packed *pk)
 {
-    cpu_packed pk;
-    if (!ctx->k->matmul_packed[w->type] || !pack_layout(w, &pk))
-        return;
-    pthread_mutex_lock(&ctx->op_lock);
-    bool found;
-    int32_t at = table_search(ctx, w, &found);
-    if (found) {
-        ctx->packed[at].refs++;
-        goto done;
-    }
-    if (ctx->n_packed == ctx->cap_packed) {
-        int32_t cap = ctx->cap_packed ? 2 * ctx->cap_packed : 64;
-        cpu_packed *t = lmrt_realloc(ctx->packed, (size_t)cap * sizeof *t);
-        if (!t)
-            goto done;   /* no copy: the kernels read the mapping */
-        ctx->packed = t;
-        ctx->cap_packed = cap;
-    }
     /* Its own mapping: page-aligned, zero-filled, in huge pages where the system
      * allows (fewer TLB misses for the generation kernel's stream), and returned to
-     * the system at unbind. */
-    void *m = mmap(NULL, pk.bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+     * the system when the last context lets go of it. */
+    void *m = mmap(NULL, pk->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED)
-        goto done;
+        return false;
 #if defined(MADV_HUGEPAGE)
-    (void)madvise(m, pk.bytes, MADV_HUGEPAGE);
+    (void)madvise(m, pk->bytes, MADV_HUGEPAGE);
 #endif
-    pk.data = m;
+    pk->data = m;
     const size_t panel_src = (size_t)CPU_PANEL_ROWS * w->row_bytes;
     const int64_t chunk = panel_src >= PACK_CHUNK_BYTES ? 1 : (int64_t)(PACK_CHUNK_BYTES / panel_src);
-    for (int64_t p0 = 0; p0 < pk.n_panels; p0 += chunk) {
-        const int64_t n = pk.n_panels - p0 < chunk ? pk.n_panels - p0 : chunk;
-        pack_job job = {&pk, p0};
+    for (int64_t p0 = 0; p0 < pk->n_panels; p0 += chunk) {
+        const int64_t n = pk->n_panels - p0 < chunk ? pk->n_panels - p0 : chunk;
+        pack_job job = {pk, p0};
 #if defined(MADV_POPULATE_READ)
         /* one call maps the chunk's source pages instead of a fault per page */
         const size_t pg = 4096;
@@ -211,10 +249,48 @@ void cpu_pack_bind(backend_ctx *ctx, const tensor_view *w)
         page_out((const uint8_t *)w->data,
                  (const uint8_t *)w->data + (size_t)(r1 < w->n_rows ? r1 : w->n_rows) * w->row_bytes);
     }
-    memmove(ctx->packed + at + 1, ctx->packed + at, (size_t)(ctx->n_packed - at) * sizeof pk);
-    ctx->packed[at] = pk;
-    ctx->n_packed++;
-done:
+    return true;
+}
+
+/* pk->data = the registry's copy of w's panels, packed now if no context holds one;
+ * false when memory is short. */
+static bool shared_acquire(backend_ctx *ctx, const tensor_view *w, cpu_packed *pk)
+{
+    bool ok = false, found;
+    pthread_mutex_lock(&registry_lock);
+    int32_t at = table_search(registry, n_registry, w, &found);
+    if (found) {
+        registry[at].refs++;
+        pk->data = registry[at].data;
+        ok = true;
+    } else if (table_reserve(&registry, n_registry, &cap_registry) && pack_new(ctx, w, pk)) {
+        memmove(registry + at + 1, registry + at, (size_t)(n_registry - at) * sizeof *registry);
+        registry[at] = *pk;
+        registry[at].refs = 1;
+        n_registry++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return ok;
+}
+
+void cpu_pack_bind(backend_ctx *ctx, const tensor_view *w)
+{
+    cpu_packed pk;
+    if (!ctx->k->matmul_packed[w->type] || !pack_layout(w, &pk))
+        return;
+    pthread_mutex_lock(&ctx->op_lock);
+    bool found;
+    int32_t at = table_search(ctx->packed, ctx->n_packed, w, &found);
+    if (found)
+        ctx->packed[at].refs++;
+    else if (table_reserve(&ctx->packed, ctx->n_packed, &ctx->cap_packed) &&
+             shared_acquire(ctx, w, &pk)) {
+        memmove(ctx->packed + at + 1, ctx->packed + at, (size_t)(ctx->n_packed - at) * sizeof pk);
+        ctx->packed[at] = pk;
+        ctx->n_packed++;
+    }
+    /* otherwise no copy: the kernels read the mapping */
     pthread_mutex_unlock(&ctx->op_lock);
 }
 
@@ -222,9 +298,9 @@ void cpu_pack_unbind(backend_ctx *ctx, const tensor_view *w)
 {
     pthread_mutex_lock(&ctx->op_lock);
     bool found = false;
-    int32_t at = ctx->n_packed ? table_search(ctx, w, &found) : 0;
+    int32_t at = ctx->n_packed ? table_search(ctx->packed, ctx->n_packed, w, &found) : 0;
     if (ctx->n_packed && found && --ctx->packed[at].refs == 0) {
-        munmap(ctx->packed[at].data, ctx->packed[at].bytes);
+        shared_release(&ctx->packed[at]);
         memmove(ctx->packed + at, ctx->packed + at + 1,
                 (size_t)(ctx->n_packed - at - 1) * sizeof *ctx->packed);
         ctx->n_packed--;
@@ -235,7 +311,7 @@ void cpu_pack_unbind(backend_ctx *ctx, const tensor_view *w)
 void cpu_pack_free_all(backend_ctx *ctx)
 {
     for (int32_t i = 0; i < ctx->n_packed; i++)
-        munmap(ctx->packed[i].data, ctx->packed[i].bytes);
+        shared_release(&ctx->packed[i]);
     lmrt_mem_free(ctx->packed);
     ctx->packed = NULL;
     ctx->n_packed = ctx->cap_packed = 0;
