@@ -327,7 +327,7 @@ void cpu_matmul_packed_amx(const cpu_packed *w, const matmul_input *in, float *y
         const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
         const __mmask16 keep = (__mmask16)((1u << nr) - 1);
         cpu_prefetch_run pf = cpu_prefetch_run_init(panel + w->panel_bytes,
-                                                    p + 1 < p1 || p + 1 < pf_end ? w->panel_bytes : 0, end, nb);
+                                                    p + 1 < pf_end ? w->panel_bytes : 0, end, nb);
         const uint8_t *wq = panel;
         if (w->type == GGML_TYPE_Q4_0) {
             for (int64_t b = 0; b < nb; b++) {

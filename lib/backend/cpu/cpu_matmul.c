@@ -71,8 +71,9 @@ static void matmul_panels(void *arg, int64_t begin, int64_t end, int64_t run_end
 /* Generation's pieces of a balanced run (threadpool_run_balanced): 256 KiB of weights,
  * ~20 us of streaming for one thread, so that a thread the host stalls holds the
  * other up by at most that; each piece repeats the per-call setup (n_tok x blocks,
- * well under 1% at this size). Prompt batches keep one piece per thread: their
- * per-call setup is a copy of every token. */
+ * well under 1% at this size). Prompt batches take whole ranges as pieces (a thread
+ * may still take a range its owner has not started): their per-call setup is a copy
+ * of every token. */
 #define BALANCED_PIECE_BYTES ((size_t)256 << 10)
 #define BALANCED_MAX_TOKENS 8
 

@@ -84,7 +84,7 @@ static bool table_reserve(cpu_packed **table, int32_t n, int32_t *cap)
 /* Every context that binds the same view (the same model's mapping) reads one packed
  * copy: the process-wide registry below holds each copy once, with `refs` counting
  * the contexts that hold it; a context's own table (ctx->packed) counts its binds.
- * Lock order: a context's op_lock, then registry_lock. */
+ * Lock order: a context's op_lock, then registry_lock (held only for the table). */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static cpu_packed *registry;
 static int32_t n_registry, cap_registry;
@@ -253,22 +253,38 @@ static bool pack_new(backend_ctx *ctx, const tensor_view *w, cpu_packed *pk)
 }
 
 /* pk->data = the registry's copy of w's panels, packed now if no context holds one;
- * false when memory is short. */
+ * false when memory is short. Packing (seconds for a large model) runs outside the
+ * registry's lock, so that binds of other models do not wait for it; two contexts
+ * packing the same view at once both finish, and the second keeps the first's copy. */
 static bool shared_acquire(backend_ctx *ctx, const tensor_view *w, cpu_packed *pk)
 {
-    bool ok = false, found;
+    bool found;
     pthread_mutex_lock(&registry_lock);
     int32_t at = table_search(registry, n_registry, w, &found);
     if (found) {
         registry[at].refs++;
         pk->data = registry[at].data;
-        ok = true;
-    } else if (table_reserve(&registry, n_registry, &cap_registry) && pack_new(ctx, w, pk)) {
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (found)
+        return true;
+    if (!pack_new(ctx, w, pk))
+        return false;
+    bool ok = true;
+    pthread_mutex_lock(&registry_lock);
+    at = table_search(registry, n_registry, w, &found);
+    if (found) {   /* another context registered it meanwhile */
+        munmap(pk->data, pk->bytes);
+        registry[at].refs++;
+        pk->data = registry[at].data;
+    } else if (table_reserve(&registry, n_registry, &cap_registry)) {
         memmove(registry + at + 1, registry + at, (size_t)(n_registry - at) * sizeof *registry);
         registry[at] = *pk;
         registry[at].refs = 1;
         n_registry++;
-        ok = true;
+    } else {
+        munmap(pk->data, pk->bytes);
+        ok = false;
     }
     pthread_mutex_unlock(&registry_lock);
     return ok;

@@ -115,7 +115,7 @@ static void run_balanced_share(threadpool *pool, int32_t self)
     const int64_t grain = pool->grain;
     atomic_uint_fast64_t *own = &pool->slots[self].range;
     for (;;) {
-        uint64_t r = atomic_load(own);
+        uint_fast64_t r = atomic_load(own);
         int64_t b = (int64_t)(r & 0xffffffffu), e = (int64_t)(r >> 32);
         if (b >= e)
             break;
@@ -127,7 +127,7 @@ static void run_balanced_share(threadpool *pool, int32_t self)
         int32_t victim = -1;
         int64_t most = 0;
         for (int32_t i = 0; i < pool->n_used; i++) {
-            uint64_t r = atomic_load(&pool->slots[i].range);
+            uint_fast64_t r = atomic_load(&pool->slots[i].range);
             int64_t left = (int64_t)(r >> 32) - (int64_t)(r & 0xffffffffu);
             if (left > most) {
                 most = left;
@@ -137,7 +137,7 @@ static void run_balanced_share(threadpool *pool, int32_t self)
         if (victim < 0)
             return;
         atomic_uint_fast64_t *slot = &pool->slots[victim].range;
-        uint64_t r = atomic_load(slot);
+        uint_fast64_t r = atomic_load(slot);
         int64_t b = (int64_t)(r & 0xffffffffu), e = (int64_t)(r >> 32);
         if (b >= e)
             continue;
