@@ -17,7 +17,7 @@
 #include <immintrin.h>
 #endif
 
-static double now(void)
+double bench_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -70,6 +70,13 @@ static uint64_t bw_read_generic(const unsigned char *p, size_t n)
 }
 
 #if defined(__x86_64__)
+/* The BW_UNIT bytes BW_PREFETCH ahead of q, a line at a time, into L2 (T1). */
+static inline void bw_prefetch_unit(const unsigned char *q)
+{
+    for (int l = 0; l < BW_UNIT; l += 64)
+        _mm_prefetch((const char *)q + BW_PREFETCH + l, _MM_HINT_T1);
+}
+
 /* Four accumulators of 64-byte loads, 256 bytes per iteration; each line
  * prefetched BW_PREFETCH ahead into L2 (T1). */
 __attribute__((target("avx512f"))) static uint64_t bw_read_avx512(const unsigned char *p,
@@ -79,12 +86,8 @@ __attribute__((target("avx512f"))) static uint64_t bw_read_avx512(const unsigned
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i < n; i += BW_UNIT) {
         const unsigned char *q = p + i;
-        if (i < pf_end) {
-            _mm_prefetch((const char *)q + BW_PREFETCH, _MM_HINT_T1);
-            _mm_prefetch((const char *)q + BW_PREFETCH + 64, _MM_HINT_T1);
-            _mm_prefetch((const char *)q + BW_PREFETCH + 128, _MM_HINT_T1);
-            _mm_prefetch((const char *)q + BW_PREFETCH + 192, _MM_HINT_T1);
-        }
+        if (i < pf_end)
+            bw_prefetch_unit(q);
         a0 = _mm512_add_epi64(a0, _mm512_load_si512((const void *)q));
         a1 = _mm512_add_epi64(a1, _mm512_load_si512((const void *)(q + 64)));
         a2 = _mm512_add_epi64(a2, _mm512_load_si512((const void *)(q + 128)));
@@ -105,12 +108,8 @@ __attribute__((target("avx2"))) static uint64_t bw_read_avx2(const unsigned char
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t i = 0; i < n; i += BW_UNIT) {
         const unsigned char *q = p + i;
-        if (i < pf_end) {
-            _mm_prefetch((const char *)q + BW_PREFETCH, _MM_HINT_T1);
-            _mm_prefetch((const char *)q + BW_PREFETCH + 64, _MM_HINT_T1);
-            _mm_prefetch((const char *)q + BW_PREFETCH + 128, _MM_HINT_T1);
-            _mm_prefetch((const char *)q + BW_PREFETCH + 192, _MM_HINT_T1);
-        }
+        if (i < pf_end)
+            bw_prefetch_unit(q);
         const __m256i *v = (const __m256i *)(const void *)q;
         a0 = _mm256_add_epi64(a0, _mm256_load_si256(v));
         a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + 1));
@@ -158,12 +157,12 @@ static void *bw_run(void *arg)
 {
     bw_worker *w = arg;
     pthread_barrier_wait(w->start);
-    w->t_start = now();
+    w->t_start = bench_now();
     if (w->write)
         memset(w->p, 1, w->n);
     else
         w->sum = w->read(w->p, w->n);
-    w->t_end = now();
+    w->t_end = bench_now();
     return NULL;
 }
 
@@ -221,8 +220,8 @@ double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds)
     if (bw_pass(w, n_threads, &start, 1) >= 0) {   /* each thread faults its own slice in */
         /* Other work on the cores only ever lowers a pass: keep passing for at
          * least `seconds` so that some pass lands in a quiet moment. */
-        double t_end = now() + seconds;
-        for (int pass = 0; pass < BW_MAX_PASSES && (pass < BW_MIN_PASSES || now() < t_end);
+        double t_end = bench_now() + seconds;
+        for (int pass = 0; pass < BW_MAX_PASSES && (pass < BW_MIN_PASSES || bench_now() < t_end);
              pass++) {
             double s = bw_pass(w, n_threads, &start, 0);
             if (s <= 0)

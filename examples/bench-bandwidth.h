@@ -12,6 +12,9 @@ double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds);
  * 0 where fork or pipe fails. Only while this process has no other threads. */
 double bench_measure_bandwidth_forked(size_t bytes, int n_threads, double seconds);
 
+/* Seconds on the monotonic clock. */
+double bench_now(void);
+
 /* Bytes per loop iteration: each thread's slice is a multiple of it. */
 #define BENCH_BW_UNIT 256
 

@@ -36,7 +36,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lmrt.h>
@@ -119,13 +118,6 @@ static int parse_args(int argc, char **argv, options *o)
         return -1;
     }
     return 0;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- statistics over repeats --------------------------------------------- */
@@ -272,14 +264,14 @@ static lmrt_status run_repeat(const bench *b, double *pp, double *tg, uint64_t *
     lmrt_status st = new_session(b, &s);
     if (st != LMRT_OK)
         return st;
-    double t0 = now();
+    double t0 = bench_now();
     st = lmrt_session_feed_tokens(s, b->prompt, (size_t)b->n_prompt);
-    double t1 = now();
+    double t1 = bench_now();
     for (long i = 0; st == LMRT_OK && i < b->n_gen; i++) {
         int32_t token;   /* end-of-generation tokens do not stop us: next_token ignores them */
         st = lmrt_session_next_token(s, &token, NULL, 0, NULL);
     }
-    double t2 = now();
+    double t2 = bench_now();
     *rss_anon = proc_status_bytes("RssAnon");
     *rss_file = proc_status_bytes("RssFile");
     lmrt_session_free(s);
@@ -514,9 +506,9 @@ int main(int argc, char **argv)
             bw0 = (size_t)sb.st_size;
         r.bw_before = bench_measure_bandwidth_forked(bw0, r.n_threads, o.bw_seconds);
     }
-    double t0 = now();
+    double t0 = bench_now();
     lmrt_status st = load(&o, &r, &model, &ctx, &b, &first);
-    r.load_s = now() - t0;
+    r.load_s = bench_now() - t0;
     if (st == LMRT_E_CONTEXT_FULL && !first) {
         fprintf(stderr, "lmrt-bench: -p %ld + -n %ld exceeds the model's context of %d\n",
                 o.n_prompt, o.n_gen, (int)r.mi.n_ctx_train);
@@ -532,9 +524,9 @@ int main(int argc, char **argv)
         goto out;
     }
     b.prompt = prompt;
-    double w0 = now();
+    double w0 = bench_now();
     st = warm_up(first, &b);
-    r.warmup_s = now() - w0;
+    r.warmup_s = bench_now() - w0;
     lmrt_session_free(first);
     first = NULL;
     for (long i = 0; st == LMRT_OK && i < o.repeats; i++) {

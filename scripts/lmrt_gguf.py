@@ -4,6 +4,7 @@ Used by the test-model scripts and by the tests of the command-line examples.
 It shares no code with lib/format/gguf.c on purpose: it is a second reading of
 the format, so a bug in one is caught by the other.
 """
+import os
 import struct
 
 GGUF_MAGIC = b"GGUF"
@@ -119,9 +120,12 @@ class Writer:
         return b"".join(bytes(c) for c in self._chunks())
 
     def write(self, path):
-        with open(path, "wb") as f:
+        """Writes the file through path + ".part", renamed at the end: an
+        interrupted run never leaves a half-written model under the real name."""
+        with open(path + ".part", "wb") as f:
             for chunk in self._chunks():
                 f.write(chunk)
+        os.replace(path + ".part", path)
 
 
 class Reader:

@@ -141,8 +141,7 @@ def model_path(out_dir, shape, type_name):
 def write_model(shape, type_name, out_dir, seed=0):
     os.makedirs(out_dir, exist_ok=True)
     path = model_path(out_dir, shape, type_name)
-    build_writer(shape, type_name, seed).write(path + ".part")
-    os.replace(path + ".part", path)
+    build_writer(shape, type_name, seed).write(path)
     return path
 
 

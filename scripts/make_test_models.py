@@ -241,8 +241,7 @@ def write_model(shape, type_name, out_dir, seed=0):
     """Writes out_dir/<shape>-<type>.gguf (via a temporary name) and returns its path."""
     os.makedirs(out_dir, exist_ok=True)
     path = model_path(out_dir, shape, type_name)
-    build_writer(shape, type_name, seed).write(path + ".part")
-    os.replace(path + ".part", path)
+    build_writer(shape, type_name, seed).write(path)
     return path
 
 

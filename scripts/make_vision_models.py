@@ -141,8 +141,7 @@ def write_clip(out_dir, seed=0):
     for variant, v in CLIP_VARIANTS.items():
         for t in v["types"]:
             path = clip_path(out_dir, variant, t)
-            clip_writer(variant, t, seed).write(path + ".part")
-            os.replace(path + ".part", path)
+            clip_writer(variant, t, seed).write(path)
             paths.append(path)
     return paths
 
@@ -275,8 +274,7 @@ def write_mllama(out_dir, seed=0):
     for variant, v in MLLAMA_VARIANTS.items():
         for t in v["types"]:
             path = mllama_path(out_dir, variant, t)
-            mllama_writer(variant, t, seed).write(path + ".part")
-            os.replace(path + ".part", path)
+            mllama_writer(variant, t, seed).write(path)
             paths.append(path)
     return paths
 

@@ -153,10 +153,10 @@ lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, i
         job.packed = ctx->k->matmul_packed[w->type] ? cpu_pack_find(ctx, w) : NULL;
         job.rows_packed = ctx->k->matmul_packed[w->type];
         if (job.packed) {
-            const int64_t n = job.packed->n_panels;
-            int64_t grain = (int64_t)(BALANCED_PIECE_BYTES / job.packed->panel_bytes);
-            if (n_tok > BALANCED_MAX_TOKENS || grain < 1)
-                grain = n_tok > BALANCED_MAX_TOKENS ? n : 1;
+            const int64_t n = job.packed->n_panels, piece = (int64_t)(BALANCED_PIECE_BYTES /
+                                                                      job.packed->panel_bytes);
+            /* (a piece under one panel is taken as one) */
+            const int64_t grain = n_tok > BALANCED_MAX_TOKENS ? n : piece;
             threadpool_run_balanced(ctx->pool, n, grain, matmul_panels, &job);
         } else {
             threadpool_run(ctx->pool, w->n_rows, matmul_range, &job);
