@@ -23,6 +23,7 @@
 #include "backend/cpu/cpu_neon.h"
 #endif
 #include "base/error.h"
+#include "lmrt.h"
 #include "tensor/quant.h"
 #include "tensor/types.h"
 
@@ -682,6 +683,96 @@ static void contexts_share_one_packed_copy(void **state)
     }
 }
 
+/* matmul_n: each output the bits matmul gives its weight alone, fused (every weight with
+ * a packed copy, Q8_0 and Q4_0 mixed) or one product after another (a set with other
+ * types), for 1 and 35 tokens on 1-3 threads, at every level; bad lists are refused. */
+static void matmul_n_gives_each_weight_its_matmul_bits(void **state)
+{
+    (void)state;
+    rng_seed(17);
+    static const uint32_t sets[][3] = {
+        {GGML_TYPE_Q4_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_0},
+        {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
+        {GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_F16},
+    };
+    static const int64_t rows[3] = {40, 16, 67};   /* 256 columns: whole blocks of each */
+    static const int32_t toks[] = {1, 35};
+    for (size_t si = 0; si < sizeof sets / sizeof sets[0]; si++)
+        for (size_t ki = 0; ki < 2; ki++) {
+            mm_case c[3];
+            for (int i = 0; i < 3; i++)
+                c[i] = mm_make(sets[si][i], 256, rows[i], toks[ki]);
+            const int32_t n_tok = toks[ki];
+            for (int li = 0; li < n_levels; li++)
+                for (int32_t n_threads = 1; n_threads <= 3; n_threads++) {
+                    backend_ctx *ctx = NULL;
+                    assert_int_equal(cpu_ctx_create(0, n_threads, &ctx), LMRT_OK);
+                    ctx->k = levels[li];
+                    tensor_view w[3];
+                    const tensor_view *ws[3] = {&w[0], &w[1], &w[2]};
+                    float *want[3], *y[3];
+                    for (int i = 0; i < 3; i++) {
+                        assert_int_equal(cpu_bind_weight(ctx, &c[i].view, &w[i]), LMRT_OK);
+                        const size_t n = (size_t)rows[i] * (size_t)n_tok;
+                        want[i] = xalloc(sizeof(float) * n);
+                        y[i] = xalloc(sizeof(float) * n);
+                        assert_int_equal(cpu_matmul(ctx, &w[i], c[0].x, n_tok, want[i]),
+                                         LMRT_OK);
+                    }
+                    for (int32_t n_w = 1; n_w <= 3; n_w++) {
+                        for (int i = 0; i < 3; i++)
+                            memset(y[i], 0xff, sizeof(float) * (size_t)rows[i] * (size_t)n_tok);
+                        assert_int_equal(cpu_matmul_n(ctx, ws, n_w, c[0].x, n_tok, y), LMRT_OK);
+                        for (int i = 0; i < 3; i++) {
+                            const size_t bytes = sizeof(float) * (size_t)rows[i] * (size_t)n_tok;
+                            if (i < n_w && memcmp(y[i], want[i], bytes))
+                                fail_msg("%s matmul_n set %zu n_tok %d, %d threads: output %d "
+                                         "differs", levels[li]->name, si, (int)n_tok,
+                                         (int)n_threads, i);
+                            if (i >= n_w)   /* outputs past n_w untouched */
+                                assert_int_equal(((uint32_t *)(void *)y[i])[0], 0xffffffffu);
+                        }
+                    }
+                    for (int i = 0; i < 3; i++) {
+                        cpu_unbind_weight(ctx, &w[i]);
+                        free(want[i]);
+                        free(y[i]);
+                    }
+                    cpu_ctx_free(ctx);
+                }
+            for (int i = 0; i < 3; i++)
+                mm_free(&c[i]);
+        }
+
+    /* Refused: no weights, too many, NULL lists, inputs of different widths. */
+    mm_case a = mm_make(GGML_TYPE_Q4_0, 64, 16, 2), b = mm_make(GGML_TYPE_Q4_0, 96, 16, 2);
+    backend_ctx *ctx = NULL;
+    assert_int_equal(cpu_ctx_create(0, 2, &ctx), LMRT_OK);
+    tensor_view wa, wb;
+    assert_int_equal(cpu_bind_weight(ctx, &a.view, &wa), LMRT_OK);
+    assert_int_equal(cpu_bind_weight(ctx, &b.view, &wb), LMRT_OK);
+    float *ya = xalloc(sizeof(float) * 32), *yb = xalloc(sizeof(float) * 32);
+    const tensor_view *five[5] = {&wa, &wa, &wa, &wa, &wa}, *mixed[2] = {&wa, &wb};
+    float *ys[5] = {ya, ya, ya, ya, ya};
+    assert_int_equal(cpu_matmul_n(ctx, five, 0, a.x, 2, ys), LMRT_E_INVALID_ARG);
+    assert_int_equal(cpu_matmul_n(ctx, five, 5, a.x, 2, ys), LMRT_E_INVALID_ARG);
+    assert_int_equal(cpu_matmul_n(ctx, NULL, 1, a.x, 2, ys), LMRT_E_INVALID_ARG);
+    assert_int_equal(cpu_matmul_n(ctx, five, 1, a.x, 2, NULL), LMRT_E_INVALID_ARG);
+    assert_int_equal(cpu_matmul_n(NULL, five, 1, a.x, 2, ys), LMRT_E_INVALID_ARG);
+    float *yab[2] = {ya, yb};
+    assert_int_equal(cpu_matmul_n(ctx, mixed, 2, a.x, 2, yab), LMRT_E_INVALID_ARG);
+    assert_non_null(strstr(lmrt_last_error(), "columns"));
+    assert_int_equal(cpu_matmul_n(ctx, five, 2, a.x, 0, ys), LMRT_OK);   /* no tokens */
+    assert_ptr_equal(cpu_backend.matmul_n, cpu_matmul_n);
+    cpu_unbind_weight(ctx, &wb);
+    cpu_unbind_weight(ctx, &wa);
+    cpu_ctx_free(ctx);
+    free(yb);
+    free(ya);
+    mm_free(&b);
+    mm_free(&a);
+}
+
 /* ---- the op path: scratch sizing, quantization and threads ---------------------- */
 
 static void ops_give_the_same_bits_for_1_2_3_threads(void **state)
@@ -974,6 +1065,7 @@ int main(void)
         cmocka_unit_test(ops_give_the_same_bits_for_1_2_3_threads),
         cmocka_unit_test(packed_weights_give_the_same_bits),
         cmocka_unit_test(contexts_share_one_packed_copy),
+        cmocka_unit_test(matmul_n_gives_each_weight_its_matmul_bits),
         cmocka_unit_test(attention_matches_reference_for_history_0_to_300_and_gqa),
         cmocka_unit_test(attention_groups_give_each_query_its_bits_alone),
         cmocka_unit_test(small_ops_match_the_scalar_kernels),

@@ -128,7 +128,18 @@ typedef struct backend_vtable {
     lmrt_status (*im2col)(backend_ctx *ctx, const float *x, int32_t c_in, int32_t h, int32_t w,
                           int32_t kh, int32_t kw, int32_t stride_h, int32_t stride_w,
                           int32_t pad_h, int32_t pad_w, float *out);
+
+    /* ---- optional ops (NULL, or a table too old to have them: callers fall back) ---- */
+
+    /* y[i] = the matmul of w[i] and x for the n_w (1 .. BACKEND_MATMUL_N_MAX) weights of
+     * one input, such as a layer's q, k and v: the same results as n_w matmul calls, in
+     * one pass that prepares x once and splits all the rows over the threads at once.
+     *   x: [n_tok][n_cols] (every w[i].n_cols equal), y[i]: [n_tok][w[i].n_rows] */
+    lmrt_status (*matmul_n)(backend_ctx *ctx, const tensor_view *const *w, int32_t n_w,
+                            const float *x, int32_t n_tok, float *const *y);
 } backend_vtable;
+
+#define BACKEND_MATMUL_N_MAX 4
 
 /* The activations of backend_vtable.gelu. */
 typedef enum backend_gelu_kind {

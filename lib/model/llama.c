@@ -339,6 +339,23 @@ void llama_state_free(const llama_weights *w, llama_state *st)
 
 /* ---- the forward pass --------------------------------------------------- */
 
+/* y[i] = x w[i]^T for n weights of one input: in one op where the backend has
+ * matmul_n, else one matmul each (the same results). */
+static lmrt_status matmul_shared_input(const llama_weights *w, const tensor_view *const *ws,
+                                       int32_t n, const float *x, int32_t n_tok,
+                                       float *const *y)
+{
+    const backend_vtable *be = w->be;
+    if (be->size >= offsetof(backend_vtable, matmul_n) + sizeof be->matmul_n && be->matmul_n)
+        return be->matmul_n(w->bctx, ws, n, x, n_tok, y);
+    for (int32_t i = 0; i < n; i++) {
+        lmrt_status s = be->matmul(w->bctx, ws[i], x, n_tok, y[i]);
+        if (s)
+            return s;
+    }
+    return LMRT_OK;
+}
+
 /* tmp = Wdown (silu(Wgate norm(x)) * Wup norm(x)) for the n rows of the batch. */
 lmrt_status llama_ffn_branch(const llama_weights *w, llama_state *st, const llama_layer *L,
                              int32_t n)
@@ -347,9 +364,10 @@ lmrt_status llama_ffn_branch(const llama_weights *w, llama_state *st, const llam
     backend_ctx *c = w->bctx;
     const int32_t E = w->hp.n_embd, F = w->hp.n_ff;
     lmrt_status s;
+    const tensor_view *ws[] = {&L->w_gate, &L->w_up};
+    float *ys[] = {st->gate, st->up};
     if ((s = be->rmsnorm(c, st->x, L->ffn_norm.data, E, n, w->hp.rms_eps, st->xn)) ||
-        (s = be->matmul(c, &L->w_gate, st->xn, n, st->gate)) ||
-        (s = be->matmul(c, &L->w_up, st->xn, n, st->up)) ||
+        (s = matmul_shared_input(w, ws, 2, st->xn, n, ys)) ||
         (s = be->silu_mul(c, st->gate, st->up, (int64_t)n * F)) ||
         (s = be->matmul(c, &L->w_down, st->gate, n, st->tmp)))
         return s;
@@ -398,10 +416,10 @@ static lmrt_status forward_batch(const llama_weights *w, llama_state *st, const 
             continue;
         }
         /* attention */
+        const tensor_view *qkv[] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[] = {st->q, k_new, v_new};
         if ((s = be->rmsnorm(c, st->x, L->attn_norm.data, E, n, hp->rms_eps, st->xn)) ||
-            (s = be->matmul(c, &L->wq, st->xn, n, st->q)) ||
-            (s = be->matmul(c, &L->wk, st->xn, n, k_new)) ||
-            (s = be->matmul(c, &L->wv, st->xn, n, v_new)) ||
+            (s = matmul_shared_input(w, qkv, 3, st->xn, n, qkv_out)) ||
             (s = be->rope(c, st->q, n, hp->n_head, hd, hp->n_rot, st->pos,
                           hp->rope_freq_base, freqs)) ||
             (s = be->rope(c, k_new, n, hp->n_head_kv, hd, hp->n_rot, st->pos,

@@ -86,4 +86,5 @@ const backend_vtable cpu_backend = {
     .gelu = cpu_gelu,
     .attention_full = cpu_attention_full,
     .im2col = cpu_im2col,
+    .matmul_n = cpu_matmul_n,
 };

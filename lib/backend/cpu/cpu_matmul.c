@@ -50,10 +50,16 @@ typedef struct matmul_job {
     matmul_rows_fn rows;
     void (*quantize)(const float *x, void *out, int64_t n);
     const tensor_view *w;
-    const cpu_packed *packed;    /* w repacked (cpu_repack.c): tasks are its panels */
-    matmul_packed_fn rows_packed;
     matmul_input in;
     float *y;
+    /* Weights that bind_weight repacked (cpu_repack.c): the tasks are the panels of
+     * n_packed weights of one input laid end to end, weight i's from first_panel[i]. */
+    matmul_packed_fn rows_packed;
+    int32_t n_packed;
+    const cpu_packed *packed[BACKEND_MATMUL_N_MAX];
+    float *packed_y[BACKEND_MATMUL_N_MAX];
+    int64_t first_panel[BACKEND_MATMUL_N_MAX + 1];
+    size_t max_panel_bytes;
 } matmul_job;
 
 static void matmul_range(void *arg, int64_t begin, int64_t end, int thread)
@@ -62,10 +68,21 @@ static void matmul_range(void *arg, int64_t begin, int64_t end, int thread)
     j->rows(j->w, &j->in, j->y, begin, end, cpu_scratch(j->ctx, thread));
 }
 
+/* Panels [begin, end) of the weights end to end: each weight's part in one call, which
+ * prefetches up to run_end (the end of this thread's run) within that weight. */
 static void matmul_panels(void *arg, int64_t begin, int64_t end, int64_t run_end, int thread)
 {
     const matmul_job *j = arg;
-    j->rows_packed(j->packed, &j->in, j->y, begin, end, run_end, cpu_scratch(j->ctx, thread));
+    float *scratch = cpu_scratch(j->ctx, thread);
+    for (int32_t i = 0; i < j->n_packed && begin < end; i++) {
+        const int64_t lo = j->first_panel[i], hi = j->first_panel[i + 1];
+        if (begin >= hi)
+            continue;
+        const int64_t e = end < hi ? end : hi, re = run_end < hi ? run_end : hi;
+        j->rows_packed(j->packed[i], &j->in, j->packed_y[i], begin - lo, e - lo, re - lo,
+                       scratch);
+        begin = e;
+    }
 }
 
 /* Generation's pieces of a balanced run (threadpool_run_balanced): 256 KiB of weights,
@@ -102,64 +119,160 @@ static lmrt_status reserve_xq(backend_ctx *ctx, size_t bytes)
     return LMRT_OK;
 }
 
-lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, int32_t n_tok,
-                       float *y)
+/* Checks the arguments of one product y = x w^T and fills in its job: the kernel, and
+ * how x is quantized for it. */
+static lmrt_status matmul_setup(backend_ctx *ctx, const tensor_view *w, const float *x,
+                                int32_t n_tok, float *y, const char *op, matmul_job *job)
 {
-    if (!ctx)
-        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul: context is NULL");
-    lmrt_status st = cpu_check_view(w, LMRT_E_INVALID_ARG, "matmul");
+    lmrt_status st = cpu_check_view(w, LMRT_E_INVALID_ARG, op);
     if (st)
         return st;
     if (n_tok < 0)
-        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul: negative n_tok %d",
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: %s: negative n_tok %d", op,
                          (int)n_tok);
     if (n_tok > 0 && (!x || !y))
-        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul: NULL %s (tensor '%s')",
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: %s: NULL %s (tensor '%s')", op,
                          !x ? "x" : "y", w->name ? w->name : "(unnamed)");
-    if (n_tok == 0 || w->n_rows == 0)
-        return LMRT_OK;
     const matmul_kernel *k = &ctx->k->matmul[w->type];
     if (!k->rows)
-        return lmrt_fail(LMRT_E_UNSUPPORTED, "cpu backend: matmul: no %s kernel for %s",
+        return lmrt_fail(LMRT_E_UNSUPPORTED, "cpu backend: %s: no %s kernel for %s", op,
                          ctx->k->name, tensor_type_name(w->type));
-    matmul_job job = {
+    *job = (matmul_job){
         .ctx = ctx, .rows = k->rows, .w = w, .y = y,
         .in = {.x = x, .n_tok = n_tok, .n_cols = w->n_cols, .vec_type = k->vec_type},
     };
     if (k->vec_type != GGML_TYPE_F32) {
         const tensor_type_traits *vt = tensor_type_get(k->vec_type);
         if (!vt || w->n_cols % vt->block_elems)
-            return lmrt_fail(LMRT_E_INTERNAL, "cpu backend: matmul: '%s' rows of %lld do not "
-                             "split into %s blocks", w->name ? w->name : "(unnamed)",
+            return lmrt_fail(LMRT_E_INTERNAL, "cpu backend: %s: '%s' rows of %lld do not "
+                             "split into %s blocks", op, w->name ? w->name : "(unnamed)",
                              (long long)w->n_cols, vt ? vt->name : "?");
-        job.in.xq_row_bytes = (size_t)(w->n_cols / vt->block_elems) * vt->block_bytes;
-        job.quantize = ctx->k->quantize_row[k->vec_type] ? ctx->k->quantize_row[k->vec_type]
-                       : k->vec_type == GGML_TYPE_Q8_0 ? quantize_row_q8_0
-                                                       : quantize_row_q8_K;
+        job->in.xq_row_bytes = (size_t)(w->n_cols / vt->block_elems) * vt->block_bytes;
+        job->quantize = ctx->k->quantize_row[k->vec_type] ? ctx->k->quantize_row[k->vec_type]
+                        : k->vec_type == GGML_TYPE_Q8_0 ? quantize_row_q8_0
+                                                        : quantize_row_q8_K;
     }
+    return LMRT_OK;
+}
+
+static int64_t matmul_scratch_floats(const backend_ctx *ctx, const tensor_view *w,
+                                     int32_t n_tok)
+{
+    int64_t (*floats)(const tensor_view *, int32_t) = ctx->k->matmul_scratch[w->type];
+    return floats ? floats(w, n_tok) : w->n_cols;
+}
+
+/* Runs a set-up job: x quantized once, then the panels of job->packed (when
+ * n_packed > 0) or the rows of job->w split over the threads. op_lock held. */
+static lmrt_status matmul_run(backend_ctx *ctx, matmul_job *job, int64_t scratch_floats)
+{
+    lmrt_status st = cpu_scratch_reserve(ctx, scratch_floats, "matmul");
+    if (!st && job->quantize)
+        st = reserve_xq(ctx, job->in.xq_row_bytes * (size_t)job->in.n_tok);
+    if (st)
+        return st;
+    if (job->quantize) {
+        job->in.xq = ctx->xq;
+        threadpool_run(ctx->pool, job->in.n_tok, quantize_range, job);
+    }
+    if (job->n_packed) {
+        /* Each thread streams its own contiguous run of panels; in generation a
+         * thread that finishes early takes pieces from the back of the other's run. */
+        const int64_t n = job->first_panel[job->n_packed];
+        const int64_t piece = (int64_t)(BALANCED_PIECE_BYTES / job->max_panel_bytes);
+        /* (a piece under one panel is taken as one) */
+        const int64_t grain = job->in.n_tok > BALANCED_MAX_TOKENS ? n : piece;
+        threadpool_run_balanced(ctx->pool, n, grain, matmul_panels, job);
+    } else {
+        threadpool_run(ctx->pool, job->w->n_rows, matmul_range, job);
+    }
+    return LMRT_OK;
+}
+
+/* Adds w (the product into y) to job's packed weights when it has a packed copy for
+ * the kernel of those already there, which reads x quantized the same way (Q8_0 and
+ * Q4_0 weights share both); op_lock held. */
+static bool matmul_add_packed(backend_ctx *ctx, matmul_job *job, const tensor_view *w, float *y)
+{
+    const matmul_packed_fn fn = ctx->k->matmul_packed[w->type];
+    const cpu_packed *pk = fn ? cpu_pack_find(ctx, w) : NULL;
+    if (!pk || job->n_packed == BACKEND_MATMUL_N_MAX ||
+        (job->n_packed && (fn != job->rows_packed ||
+                           ctx->k->matmul[w->type].vec_type != job->in.vec_type)))
+        return false;
+    const int32_t i = job->n_packed++;
+    job->rows_packed = fn;
+    job->packed[i] = pk;
+    job->packed_y[i] = y;
+    job->first_panel[i + 1] = job->first_panel[i] + pk->n_panels;
+    if (pk->panel_bytes > job->max_panel_bytes)
+        job->max_panel_bytes = pk->panel_bytes;
+    return true;
+}
+
+lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, int32_t n_tok,
+                       float *y)
+{
+    if (!ctx)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul: context is NULL");
+    matmul_job job;
+    lmrt_status st = matmul_setup(ctx, w, x, n_tok, y, "matmul", &job);
+    if (st || n_tok == 0 || w->n_rows == 0)
+        return st;
     pthread_mutex_lock(&ctx->op_lock);
-    int64_t (*scratch_floats)(const tensor_view *, int32_t) = ctx->k->matmul_scratch[w->type];
-    st = cpu_scratch_reserve(ctx, scratch_floats ? scratch_floats(w, n_tok) : w->n_cols, "matmul");
-    if (!st && job.quantize)
-        st = reserve_xq(ctx, job.in.xq_row_bytes * (size_t)n_tok);
-    if (!st) {
-        if (job.quantize) {
-            job.in.xq = ctx->xq;
-            threadpool_run(ctx->pool, n_tok, quantize_range, &job);
-        }
-        /* Repacked weights split by whole panels: each thread streams its own
-         * contiguous run of them; in generation a thread that finishes early takes
-         * pieces from the back of the other's run. */
-        job.packed = ctx->k->matmul_packed[w->type] ? cpu_pack_find(ctx, w) : NULL;
-        job.rows_packed = ctx->k->matmul_packed[w->type];
-        if (job.packed) {
-            const int64_t n = job.packed->n_panels, piece = (int64_t)(BALANCED_PIECE_BYTES /
-                                                                      job.packed->panel_bytes);
-            /* (a piece under one panel is taken as one) */
-            const int64_t grain = n_tok > BALANCED_MAX_TOKENS ? n : piece;
-            threadpool_run_balanced(ctx->pool, n, grain, matmul_panels, &job);
-        } else {
-            threadpool_run(ctx->pool, w->n_rows, matmul_range, &job);
+    (void)matmul_add_packed(ctx, &job, w, y);
+    st = matmul_run(ctx, &job, matmul_scratch_floats(ctx, w, n_tok));
+    pthread_mutex_unlock(&ctx->op_lock);
+    return st;
+}
+
+/* Fused when every weight has a packed copy for the same kernel (a layer's q, k, v or
+ * gate, up of one file type): one quantization of x and one balanced run over all
+ * their panels - the small k and v alone would each pay a thread hand-off and a
+ * prefetch ramp for ~0.3 MB. Otherwise the products run one after another. Either
+ * way each y[i] gets the bits cpu_matmul gives. */
+lmrt_status cpu_matmul_n(backend_ctx *ctx, const tensor_view *const *w, int32_t n_w,
+                         const float *x, int32_t n_tok, float *const *y)
+{
+    if (!ctx)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul_n: context is NULL");
+    if (!w || !y)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul_n: NULL %s list",
+                         !w ? "weight" : "output");
+    if (n_w < 1 || n_w > BACKEND_MATMUL_N_MAX)
+        return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul_n: %d weights; it takes "
+                         "1 to %d", (int)n_w, BACKEND_MATMUL_N_MAX);
+    matmul_job jobs[BACKEND_MATMUL_N_MAX];
+    for (int32_t i = 0; i < n_w; i++) {
+        lmrt_status st = matmul_setup(ctx, w[i], x, n_tok, y[i], "matmul_n", &jobs[i]);
+        if (st)
+            return st;
+        if (w[i]->n_cols != w[0]->n_cols)   /* both checked by matmul_setup */
+            return lmrt_fail(LMRT_E_INVALID_ARG, "cpu backend: matmul_n: '%s' has %lld "
+                             "columns and '%s' %lld; one input needs equal ones",
+                             w[i]->name ? w[i]->name : "(unnamed)", (long long)w[i]->n_cols,
+                             w[0]->name ? w[0]->name : "(unnamed)", (long long)w[0]->n_cols);
+    }
+    if (n_tok == 0)
+        return LMRT_OK;
+    pthread_mutex_lock(&ctx->op_lock);
+    matmul_job fused = jobs[0];
+    bool all_packed = true;
+    int64_t scratch = 0;
+    for (int32_t i = 0; i < n_w && all_packed; i++) {
+        all_packed = matmul_add_packed(ctx, &fused, w[i], y[i]);
+        int64_t f = matmul_scratch_floats(ctx, w[i], n_tok);
+        scratch = f > scratch ? f : scratch;
+    }
+    lmrt_status st = LMRT_OK;
+    if (all_packed) {
+        st = matmul_run(ctx, &fused, scratch);
+    } else {
+        for (int32_t i = 0; i < n_w && !st; i++) {
+            if (w[i]->n_rows == 0)
+                continue;
+            (void)matmul_add_packed(ctx, &jobs[i], w[i], y[i]);
+            st = matmul_run(ctx, &jobs[i], matmul_scratch_floats(ctx, w[i], n_tok));
         }
     }
     pthread_mutex_unlock(&ctx->op_lock);

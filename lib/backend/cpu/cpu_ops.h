@@ -184,6 +184,8 @@ lmrt_status cpu_get_rows(backend_ctx *ctx, const tensor_view *table, const int32
                          int32_t n, float *out);
 lmrt_status cpu_matmul(backend_ctx *ctx, const tensor_view *w, const float *x, int32_t n_tok,
                        float *y);
+lmrt_status cpu_matmul_n(backend_ctx *ctx, const tensor_view *const *w, int32_t n_w,
+                         const float *x, int32_t n_tok, float *const *y);
 lmrt_status cpu_rmsnorm(backend_ctx *ctx, const float *x, const float *weight, int32_t n,
                         int32_t n_tok, float eps, float *y);
 lmrt_status cpu_rope(backend_ctx *ctx, float *x, int32_t n_tok, int32_t n_head,
