@@ -532,12 +532,14 @@ static void prompt_batches_equal_token_by_token(void **state)
 static void packed_run_part(const cpu_kernels *k, const cpu_packed *pk, const mm_case *c,
                             int32_t t0, int32_t nt, int64_t p0, int64_t p1, float *y)
 {
-    matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, GGML_TYPE_Q8_0,
-                       NULL, (size_t)(c->n_cols / 32) * 34};
+    const uint32_t vec = k->matmul[c->type].vec_type;   /* Q8_0, or Q8_K for Q4_K */
+    const tensor_type_traits *vt = tensor_type_get(vec);
+    matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, vec, NULL,
+                       (size_t)(c->n_cols / vt->block_elems) * vt->block_bytes};
     uint8_t *xq = xalloc(in.xq_row_bytes * (size_t)nt);
     for (int32_t t = 0; t < nt; t++)
-        k->quantize_row[GGML_TYPE_Q8_0](in.x + (size_t)t * (size_t)c->n_cols,
-                                        xq + (size_t)t * in.xq_row_bytes, c->n_cols);
+        k->quantize_row[vec](in.x + (size_t)t * (size_t)c->n_cols,
+                             xq + (size_t)t * in.xq_row_bytes, c->n_cols);
     in.xq = xq;
     float *scratch = xalloc(sizeof(float) * (size_t)k->matmul_scratch[c->type](&c->view, nt));
     k->matmul_packed[c->type](pk, &in, y, p0, p1, p1, scratch);
@@ -552,20 +554,21 @@ static void packed_weights_give_the_same_bits(void **state)
 {
     (void)state;
     rng_seed(15);
-    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0};
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K};
     static const int64_t rows[] = {1, 16, 40, 67};
-    static const int64_t cols[] = {32, 96, 2080};
+    static const int64_t cols[] = {1, 3, 65};   /* blocks: 32 or 256 columns each */
     static const int32_t toks[] = {1, 5, 35};
     int ran = 0;
     for (int li = 0; li < n_levels; li++) {
         const cpu_kernels *k = levels[li];
-        for (size_t ti = 0; ti < 2; ti++) {
+        for (size_t ti = 0; ti < 3; ti++) {
             if (!k->matmul_packed[types[ti]])
                 continue;
+            const int64_t blk = tensor_type_get(types[ti])->block_elems;
             for (size_t ri = 0; ri < 4; ri++)
                 for (size_t ci = 0; ci < 3; ci++)
                     for (size_t ki = 0; ki < 3; ki++) {
-                        mm_case c = mm_make(types[ti], cols[ci], rows[ri], toks[ki]);
+                        mm_case c = mm_make(types[ti], blk * cols[ci], rows[ri], toks[ki]);
                         backend_ctx *ctx = NULL;
                         assert_int_equal(cpu_ctx_create(0, 2, &ctx), LMRT_OK);
                         ctx->k = k;

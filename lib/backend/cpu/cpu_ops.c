@@ -300,11 +300,14 @@ static void get_rows_range(void *arg, int64_t begin, int64_t end, int thread)
             /* From the repacked copy (whose source pages were handed back), one block
              * at a time: the same bytes, so the same floats. */
             const cpu_packed *pk = j->packed;
-            uint8_t blk[34 * 8];
-            for (int64_t b = 0; b < pk->nb; b += 8) {
-                int64_t n = pk->nb - b < 8 ? pk->nb - b : 8;
+            const tensor_type_traits *tt = tensor_type_get(t->type);
+            uint8_t blk[2 * 144];   /* 8 Q8_0/Q4_0 blocks or 2 Q4_K */
+            const int64_t step = (int64_t)(sizeof blk / tt->block_bytes);
+            for (int64_t b = 0; b < pk->nb; b += step) {
+                int64_t n = pk->nb - b < step ? pk->nb - b : step;
                 cpu_pack_unpack_blocks(pk, j->ids[i], b, n, blk);
-                (void)dequantize_row(t->type, blk, out + 32 * b, 32 * n);
+                (void)dequantize_row(t->type, blk, out + tt->block_elems * b,
+                                     tt->block_elems * n);
             }
             continue;
         }

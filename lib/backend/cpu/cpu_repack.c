@@ -1,4 +1,4 @@
-/* cpu_repack.c - Q8_0/Q4_0 weights repacked at bind time into the 16-row panels the
+/* cpu_repack.c - Q8_0/Q4_0/Q4_K weights repacked at bind time into the 16-row panels the
  * AVX-512 VNNI and AMX kernels read (layout: cpu_packed in cpu_ops.h), the per-context
  * table that finds them again by the bound view, and the process-wide registry that
  * lets every context of one model share one copy. Portable C: only the kernels that
@@ -26,8 +26,11 @@
 
 static size_t block_bytes(uint32_t type)
 {
-    return type == GGML_TYPE_Q8_0 ? 34 : 18;
+    return type == GGML_TYPE_Q8_0 ? 34 : type == GGML_TYPE_Q4_0 ? 18 : 144;
 }
+
+/* Q4_K keeps no separate scales: its whole block is transposed dword by dword. */
+#define Q4K_BLOCK_BYTES 144
 
 /* Same view: data and shape. */
 static int key_cmp(const cpu_packed *p, const tensor_view *w)
@@ -133,6 +136,18 @@ const cpu_packed *cpu_pack_find(const backend_ctx *ctx, const tensor_view *w)
 static void pack_panel(const cpu_packed *pk, int64_t p)
 {
     const size_t bb = block_bytes(pk->type), qb = bb - 2;
+    if (pk->type == GGML_TYPE_Q4_K) {
+        uint8_t *dst = pk->data + (size_t)p * pk->panel_bytes;
+        for (int n = 0; n < CPU_PANEL_ROWS && p * CPU_PANEL_ROWS + n < pk->n_rows; n++) {
+            const uint8_t *row = (const uint8_t *)pk->src +
+                                 (size_t)(p * CPU_PANEL_ROWS + n) * pk->row_bytes;
+            for (int64_t b = 0; b < pk->nb; b++)
+                for (size_t j = 0; j < Q4K_BLOCK_BYTES / 4; j++)
+                    memcpy(dst + (size_t)b * pk->wq_bytes + 64 * j + 4 * (size_t)n,
+                           row + (size_t)b * bb + 4 * j, 4);
+        }
+        return;
+    }
     uint8_t *dst = pk->data + (size_t)p * pk->panel_bytes;
     uint8_t *scales = dst + (size_t)pk->nb * pk->wq_bytes;
     for (int n = 0; n < CPU_PANEL_ROWS; n++) {
@@ -156,6 +171,13 @@ void cpu_pack_unpack_blocks(const cpu_packed *w, int64_t r, int64_t b0, int64_t 
     const size_t bb = block_bytes(w->type), qb = bb - 2;
     const int64_t p = r / CPU_PANEL_ROWS, n = r % CPU_PANEL_ROWS;
     const uint8_t *src = w->data + (size_t)p * w->panel_bytes;
+    if (w->type == GGML_TYPE_Q4_K) {
+        for (int64_t b = b0; b < b0 + n_blocks; b++)
+            for (size_t j = 0; j < Q4K_BLOCK_BYTES / 4; j++)
+                memcpy(out + (size_t)(b - b0) * bb + 4 * j,
+                       src + (size_t)b * w->wq_bytes + 64 * j + 4 * (size_t)n, 4);
+        return;
+    }
     const uint8_t *scales = src + (size_t)w->nb * w->wq_bytes;
     for (int64_t b = b0; b < b0 + n_blocks; b++) {
         uint8_t *blk = out + (size_t)(b - b0) * bb;
@@ -196,18 +218,22 @@ static void page_out(const uint8_t *from, const uint8_t *to)
 /* Sizes of w's panels; false when w is not a packable view or a size overflows. */
 static bool pack_layout(const tensor_view *w, cpu_packed *pk)
 {
-    if ((w->type != GGML_TYPE_Q8_0 && w->type != GGML_TYPE_Q4_0) || w->n_cols <= 0 ||
-        w->n_cols % 32 || w->n_rows <= 0 || !w->data)
+    const bool k4 = w->type == GGML_TYPE_Q4_K;
+    const int64_t elems = k4 ? 256 : 32;
+    if ((w->type != GGML_TYPE_Q8_0 && w->type != GGML_TYPE_Q4_0 && !k4) || w->n_cols <= 0 ||
+        w->n_cols % elems || w->n_rows <= 0 || !w->data)
         return false;
-    const int64_t nb = w->n_cols / 32;
-    if ((uint64_t)nb > SIZE_MAX / 64 || w->row_bytes != (size_t)nb * block_bytes(w->type))
+    const int64_t nb = w->n_cols / elems;
+    if ((uint64_t)nb > SIZE_MAX / (16 * Q4K_BLOCK_BYTES) ||
+        w->row_bytes != (size_t)nb * block_bytes(w->type))
         return false;
     *pk = (cpu_packed){.src = w->data, .type = w->type, .n_cols = w->n_cols,
                        .n_rows = w->n_rows, .row_bytes = w->row_bytes, .nb = nb, .refs = 1};
-    pk->wq_bytes = w->type == GGML_TYPE_Q8_0 ? 512 : 256;
+    pk->wq_bytes = w->type == GGML_TYPE_Q8_0 ? 512 : w->type == GGML_TYPE_Q4_0 ? 256
+                                                    : CPU_PANEL_ROWS * Q4K_BLOCK_BYTES;
     pk->n_panels = (w->n_rows + CPU_PANEL_ROWS - 1) / CPU_PANEL_ROWS;
     /* scales padded to whole cache lines: every panel and vector stays 64-byte aligned */
-    size_t scale_bytes = ((size_t)nb * 32 + 63) & ~(size_t)63;
+    size_t scale_bytes = k4 ? 0 : ((size_t)nb * 32 + 63) & ~(size_t)63;
     if (__builtin_mul_overflow((size_t)nb, pk->wq_bytes, &pk->panel_bytes) ||
         __builtin_add_overflow(pk->panel_bytes, scale_bytes, &pk->panel_bytes) ||
         __builtin_mul_overflow(pk->panel_bytes, (size_t)pk->n_panels, &pk->bytes))

@@ -1,0 +1,182 @@
+/* cpu_packed_k_avx512.c - Q4_K matmul by VNNI over weights repacked at bind time
+ * (cpu_repack.c): each 256-block of a 16-row panel is 36 vectors, lane n holding row n's
+ * dword j of the block (j = 0: d and dmin; 1-3: the twelve bytes of 6-bit scales and
+ * mins; 4-35: the 128 bytes of nibbles). With rows in lanes one load feeds 16 rows, and
+ * nothing is unpacked into scratch per call as the AVX2 kernel does row by row (which
+ * held generation to ~40% of the memory's speed). Built with the AVX-512 flags, reached
+ * only through the AVX-512 tables. Same bits as cpu_matmul_k_avx2 (cpu_simd.h): the
+ * integer sums are exact in any order, and each lane takes that kernel's float steps. */
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backend/cpu/cpu_simd.h"
+#include "tensor/types.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+#define BLOCK_VECTORS 36              /* 144 bytes per row = 36 dwords */
+#define X_BLOCK 292                   /* Q8_K: f32 d, int8 qs[256], int16 bsums[16] */
+
+/* As for Q8_0/Q4_0 (cpu_packed_avx512.c): a prefetch run one panel ahead into L2, a
+ * slice per block. */
+#define PF_PANELS 1
+
+/* The scales of one block's 16 rows, decoded from vectors 1-3 (bytes s[0..11] of each
+ * row): for sub-block j < 4, sc = s[j] & 63, m = s[j + 4] & 63; for j >= 4,
+ * sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4, m = (s[j + 4] >> 4) | (s[j] >> 6) << 4.
+ * sc[j] is an int32 per lane; mm[j] holds m_j in both int16 halves, so that one
+ * vpdpwssd against the bsums pair (2j, 2j+1) gives m_j * (bsum_2j + bsum_2j+1). */
+typedef struct q4k_scales {
+    __m512 d, dmin;
+    __m512i sc[8], mm[8];
+} q4k_scales;
+
+INLINE void decode_scales(const uint8_t *blk, q4k_scales *s)
+{
+    const __m512i v0 = _mm512_load_si512((const void *)blk);
+    s->d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v0));
+    s->dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v0, 16)));
+    const __m512i a = _mm512_load_si512((const void *)(blk + 64));    /* s[0..3] */
+    const __m512i b = _mm512_load_si512((const void *)(blk + 128));   /* s[4..7] */
+    const __m512i c = _mm512_load_si512((const void *)(blk + 192));   /* s[8..11] */
+    const __m512i m6 = _mm512_set1_epi32(63), m4 = _mm512_set1_epi32(15);
+    const __m512i m2 = _mm512_set1_epi32(3), lo16 = _mm512_set1_epi32(0x00010001);
+    CPU_UNROLL
+    for (int j = 0; j < 4; j++) {
+        const int sh = 8 * j;
+        s->sc[j] = _mm512_and_si512(_mm512_srli_epi32(a, sh), m6);
+        const __m512i m = _mm512_and_si512(_mm512_srli_epi32(b, sh), m6);
+        s->mm[j] = _mm512_mullo_epi32(m, lo16);
+        s->sc[j + 4] = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi32(c, sh), m4),
+            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(a, sh + 6), m2), 4));
+        const __m512i mh = _mm512_or_si512(
+            _mm512_and_si512(_mm512_srli_epi32(c, sh + 4), m4),
+            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(b, sh + 6), m2), 4));
+        s->mm[j + 4] = _mm512_mullo_epi32(mh, lo16);
+    }
+}
+
+/* Token t's block b, whose weights' sub-block pair c (nibble vectors 8c..8c+7) are in
+ * lo (the low nibbles: sub-block 2c) and hi (the high ones times 16: sub-block 2c+1,
+ * masked in place; the dot is divided by 16 once, exactly). Adds sc_2c * dot_2c +
+ * sc_2c+1 * dot_2c+1 to isum. */
+INLINE __m512i pair_dot(const __m512i lo[8], const __m512i hi[8], const int8_t *xq,
+                        const q4k_scales *s, int c, __m512i isum)
+{
+    __m512i d0 = _mm512_setzero_si512(), d1 = _mm512_setzero_si512();
+    CPU_UNROLL
+    for (int g = 0; g < 8; g++) {
+        int32_t x0, x1;
+        memcpy(&x0, xq + 64 * c + 4 * g, 4);
+        memcpy(&x1, xq + 64 * c + 32 + 4 * g, 4);
+        d0 = _mm512_dpbusd_epi32(d0, lo[g], _mm512_set1_epi32(x0));
+        d1 = _mm512_dpbusd_epi32(d1, hi[g], _mm512_set1_epi32(x1));
+    }
+    isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s->sc[2 * c], d0));
+    return _mm512_add_epi32(isum, _mm512_mullo_epi32(s->sc[2 * c + 1], _mm512_srai_epi32(d1, 4)));
+}
+
+/* The float steps of one block for one token: acc = fma(d dx, isum, acc), then
+ * acc = fma(-(dmin dx), imin, acc), imin from the bsums. */
+INLINE __m512 finish_block(const q4k_scales *s, const uint8_t *xb, __m512i isum, __m512 acc)
+{
+    float dx;
+    memcpy(&dx, xb, 4);
+    __m512i imin = _mm512_setzero_si512();
+    CPU_UNROLL
+    for (int j = 0; j < 8; j++) {
+        int32_t bs;
+        memcpy(&bs, xb + 260 + 4 * j, 4);   /* bsum 2j, bsum 2j+1 */
+        imin = _mm512_dpwssd_epi32(imin, s->mm[j], _mm512_set1_epi32(bs));
+    }
+    const __m512 vdx = _mm512_set1_ps(dx);
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(s->d, vdx), _mm512_cvtepi32_ps(isum), acc);
+    const __m512 nmin = _mm512_castsi512_ps(_mm512_xor_si512(   /* exact negation */
+        _mm512_castps_si512(_mm512_mul_ps(s->dmin, vdx)), _mm512_set1_epi32(INT32_MIN)));
+    return _mm512_fmadd_ps(nmin, _mm512_cvtepi32_ps(imin), acc);
+}
+
+/* NT tokens from t0 against one panel: per block the scales once, per sub-block pair
+ * eight loads and sixteen masks, then per token 16 vpdpbusd and the scale products. */
+INLINE void chunk(const cpu_packed *w, const uint8_t *panel, const matmul_input *in, int32_t t0,
+                  int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
+{
+    __m512 acc[4];
+    CPU_UNROLL
+    for (int j = 0; j < NT; j++)
+        acc[j] = _mm512_setzero_ps();
+    const __m512i m_lo = _mm512_set1_epi8(0x0f), m_hi = _mm512_set1_epi8((char)0xf0);
+    for (int64_t b = 0; b < w->nb; b++) {
+        const uint8_t *blk = panel + (size_t)b * w->wq_bytes;
+        if (pf)   /* into L2, as the Q8_0/Q4_0 kernel does */
+            for (size_t i = 0; i < pf->step && pf->p < pf->end; i += 64, pf->p += 64)
+                _mm_prefetch(pf->p, _MM_HINT_T1);
+        q4k_scales s;
+        decode_scales(blk, &s);
+        __m512i isum[4];
+        CPU_UNROLL
+        for (int j = 0; j < NT; j++)
+            isum[j] = _mm512_setzero_si512();
+        CPU_UNROLL
+        for (int c = 0; c < 4; c++) {
+            __m512i lo[8], hi[8];
+            CPU_UNROLL
+            for (int g = 0; g < 8; g++) {
+                const __m512i v = _mm512_load_si512((const void *)(blk + 64 * (4 + 8 * c + g)));
+                lo[g] = _mm512_and_si512(v, m_lo);
+                hi[g] = _mm512_and_si512(v, m_hi);
+            }
+            CPU_UNROLL
+            for (int j = 0; j < NT; j++) {
+                const uint8_t *xb = (const uint8_t *)in->xq +
+                                    (size_t)(t0 + j) * in->xq_row_bytes + (size_t)b * X_BLOCK;
+                isum[j] = pair_dot(lo, hi, (const int8_t *)(xb + 4), &s, c, isum[j]);
+            }
+        }
+        CPU_UNROLL
+        for (int j = 0; j < NT; j++)
+            acc[j] = finish_block(&s, (const uint8_t *)in->xq + (size_t)(t0 + j) * in->xq_row_bytes +
+                                          (size_t)b * X_BLOCK,
+                                  isum[j], acc[j]);
+    }
+    CPU_UNROLL
+    for (int j = 0; j < NT; j++)
+        _mm512_mask_storeu_ps(y + (size_t)(t0 + j) * (size_t)w->n_rows + (size_t)r0, keep, acc[j]);
+}
+
+/* Panel p, every token: chunks of 4, 2 and 1; the first reads the panel from memory
+ * and steps the prefetch run (pf_end: where it stops; NULL for none). */
+static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p, float *y,
+                         const uint8_t *pf_end)
+{
+    const uint8_t *panel = w->data + (size_t)p * w->panel_bytes;
+    const int64_t r0 = p * CPU_PANEL_ROWS;
+    const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
+    const __mmask16 keep = (__mmask16)((1u << nr) - 1);
+    cpu_prefetch_run run = cpu_prefetch_run_init(panel + PF_PANELS * w->panel_bytes,
+                                                 w->panel_bytes, pf_end ? pf_end : panel, w->nb);
+    cpu_prefetch_run *pf = pf_end ? &run : NULL;
+    for (int32_t t = 0; t < in->n_tok;) {
+        const int left = in->n_tok - t, nt = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        switch (nt) {
+        case 4: chunk(w, panel, in, t, 4, y, r0, keep, pf); break;
+        case 2: chunk(w, panel, in, t, 2, y, r0, keep, pf); break;
+        default: chunk(w, panel, in, t, 1, y, r0, keep, pf); break;
+        }
+        pf = NULL;
+        t += nt;
+    }
+}
+
+/* Measured: see doc/performance.md (Q4_K). */
+void cpu_matmul_packed_q4k_avx512(const cpu_packed *w, const matmul_input *in, float *y,
+                                  int64_t p0, int64_t p1, int64_t pf_panel_end, float *scratch)
+{
+    (void)scratch;
+    const uint8_t *pf_end = w->data + (size_t)(pf_panel_end > p1 ? pf_panel_end : p1) * w->panel_bytes;
+    for (int64_t p = p0; p < p1; p++)
+        panel_tokens(w, in, p, y, pf_end);
+}
