@@ -554,14 +554,14 @@ static void packed_weights_give_the_same_bits(void **state)
 {
     (void)state;
     rng_seed(15);
-    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K};
+    static const uint32_t types[] = {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     static const int64_t rows[] = {1, 16, 40, 67};
     static const int64_t cols[] = {1, 3, 65};   /* blocks: 32 or 256 columns each */
     static const int32_t toks[] = {1, 5, 35};
     int ran = 0;
     for (int li = 0; li < n_levels; li++) {
         const cpu_kernels *k = levels[li];
-        for (size_t ti = 0; ti < 3; ti++) {
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
             if (!k->matmul_packed[types[ti]])
                 continue;
             const int64_t blk = tensor_type_get(types[ti])->block_elems;

@@ -276,7 +276,8 @@ static void silu_mul_avx512(float *gate, const float *up, int64_t n)
         .matmul_packed = {                                                              \
             [GGML_TYPE_Q8_0] = q8_packed,                                               \
             [GGML_TYPE_Q4_0] = q8_packed,                                               \
-            [GGML_TYPE_Q4_K] = cpu_matmul_packed_q4k_avx512,                            \
+            [GGML_TYPE_Q4_K] = cpu_matmul_packed_k_avx512,                              \
+            [GGML_TYPE_Q6_K] = cpu_matmul_packed_k_avx512,                              \
         },                                                                              \
         .rmsnorm = cpu_rmsnorm_avx2,                                                    \
         .rope = cpu_rope_avx2,                                                          \

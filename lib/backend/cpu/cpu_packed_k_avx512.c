@@ -1,11 +1,14 @@
-/* cpu_packed_k_avx512.c - Q4_K matmul by VNNI over weights repacked at bind time
- * (cpu_repack.c): each 256-block of a 16-row panel is 36 vectors, lane n holding row n's
- * dword j of the block (j = 0: d and dmin; 1-3: the twelve bytes of 6-bit scales and
- * mins; 4-35: the 128 bytes of nibbles). With rows in lanes one load feeds 16 rows, and
- * nothing is unpacked into scratch per call as the AVX2 kernel does row by row (which
- * held generation to ~40% of the memory's speed). Built with the AVX-512 flags, reached
- * only through the AVX-512 tables. Same bits as cpu_matmul_k_avx2 (cpu_simd.h): the
- * integer sums are exact in any order, and each lane takes that kernel's float steps. */
+/* cpu_packed_k_avx512.c - Q4_K and Q6_K matmul by VNNI over weights repacked at bind
+ * time (cpu_repack.c): each 256-block of a 16-row panel is a run of vectors, lane n
+ * holding row n's dword j of the block. Q4_K: 36 vectors (j = 0: d and dmin; 1-3: the
+ * twelve bytes of 6-bit scales and mins; 4-35: the 128 bytes of nibbles). Q6_K: 52
+ * vectors (ql 0-31, qh 32-47, the int8 scales 48-51) and its f16 d in the panel's
+ * scales region, as Q8_0/Q4_0 keep theirs. With rows in lanes one load feeds 16 rows,
+ * and nothing is unpacked into scratch per call as the AVX2 kernel does row by row
+ * (which held generation to ~40% of the memory's speed). Built with the AVX-512 flags,
+ * reached only through the AVX-512 tables. Same bits as cpu_matmul_k_avx2 (cpu_simd.h):
+ * the integer sums are exact in any order, and each lane takes that kernel's float
+ * steps. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -147,6 +150,118 @@ INLINE void chunk(const cpu_packed *w, const uint8_t *panel, const matmul_input 
         _mm512_mask_storeu_ps(y + (size_t)(t0 + j) * (size_t)w->n_rows + (size_t)r0, keep, acc[j]);
 }
 
+/* ---- Q6_K -------------------------------------------------------------------------- */
+
+/* Element e of a Q6_K block is ql's nibble | qh's 2-bit field << 4, minus 32. In half h
+ * (128 elements), ql dword g (bytes 4g.., g < 8) and ql dword 8 + g (bytes 32 + 4g..)
+ * with qh dword g give four vectors of 6-bit values: elements 128h + 4g + {0, 32, 64,
+ * 96}, in 16-element groups 8h + g/4 + {0, 2, 4, 6}. */
+INLINE void q6_quads(const uint8_t *blk, int h, int g, __m512i w[4])
+{
+    const __m512i lo = _mm512_load_si512((const void *)(blk + 64 * (16 * h + g)));
+    const __m512i hi = _mm512_load_si512((const void *)(blk + 64 * (16 * h + 8 + g)));
+    const __m512i qh = _mm512_load_si512((const void *)(blk + 64 * (32 + 8 * h + g)));
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    /* dword shifts, then byte masks that keep only bits that stayed in their byte */
+    w[0] = _mm512_or_si512(_mm512_and_si512(lo, m4), _mm512_and_si512(_mm512_slli_epi32(qh, 4), m30));
+    w[1] = _mm512_or_si512(_mm512_and_si512(hi, m4), _mm512_and_si512(_mm512_slli_epi32(qh, 2), m30));
+    w[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(lo, 4), m4), _mm512_and_si512(qh, m30));
+    w[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(hi, 4), m4),
+                           _mm512_and_si512(_mm512_srli_epi32(qh, 2), m30));
+}
+
+/* NT tokens from t0 against one Q6_K panel. Per block: the 16 scales per lane (int32)
+ * and as int16 pairs; per quarter (h, 4 dwords) 12 loads and 16 six-bit vectors, then
+ * per token 16 vpdpbusd into four group sums, each times its scale into isum. Then
+ * isum - 32 * sum_j sc_j bsum_j (by vpdpwssd against the bsum pairs) is the contract's
+ * sum_j sc_j sum (q - 32) x, and acc = fma(d dx, isum, acc). */
+INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_input *in, int32_t t0,
+                     int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
+{
+    const uint8_t *scales = panel + (size_t)w->nb * w->wq_bytes;
+    __m512 acc[4];
+    CPU_UNROLL
+    for (int j = 0; j < NT; j++)
+        acc[j] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < w->nb; b++) {
+        const uint8_t *blk = panel + (size_t)b * w->wq_bytes;
+        if (pf)
+            for (size_t i = 0; i < pf->step && pf->p < pf->end; i += 64, pf->p += 64)
+                _mm_prefetch(pf->p, _MM_HINT_T1);
+        __m512i sc[16], scp[8];
+        CPU_UNROLL
+        for (int k = 0; k < 4; k++) {
+            const __m512i v = _mm512_load_si512((const void *)(blk + 64 * (48 + k)));
+            CPU_UNROLL
+            for (int i = 0; i < 4; i++)
+                sc[4 * k + i] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24);
+            /* (sc 4k, sc 4k+1) and (sc 4k+2, sc 4k+3) as int16 pairs: a = the low
+             * bytes of the two 16-bit halves sign-extended (sc 4k, sc 4k+2), b = the high
+             * ones (sc 4k+1, sc 4k+3) */
+            const __m512i a = _mm512_srai_epi16(_mm512_slli_epi16(v, 8), 8);
+            const __m512i bh = _mm512_srai_epi16(v, 8);
+            const __m512i lo16 = _mm512_set1_epi32(0xffff);
+            scp[2 * k] = _mm512_or_si512(_mm512_and_si512(a, lo16), _mm512_slli_epi32(bh, 16));
+            scp[2 * k + 1] = _mm512_or_si512(_mm512_srli_epi32(a, 16), _mm512_andnot_si512(lo16, bh));
+        }
+        __m512i isum[4];
+        CPU_UNROLL
+        for (int j = 0; j < NT; j++)
+            isum[j] = _mm512_setzero_si512();
+        CPU_UNROLL
+        for (int h = 0; h < 2; h++)
+            CPU_UNROLL
+            for (int gq = 0; gq < 2; gq++) {
+                __m512i dot[4][4];
+                CPU_UNROLL
+                for (int j = 0; j < NT; j++)
+                    dot[j][0] = dot[j][1] = dot[j][2] = dot[j][3] = _mm512_setzero_si512();
+                CPU_UNROLL
+                for (int g = 4 * gq; g < 4 * gq + 4; g++) {
+                    __m512i wv[4];
+                    q6_quads(blk, h, g, wv);
+                    CPU_UNROLL
+                    for (int j = 0; j < NT; j++) {
+                        const uint8_t *xq = (const uint8_t *)in->xq + (size_t)(t0 + j) * in->xq_row_bytes +
+                                            (size_t)b * X_BLOCK + 4 + 128 * h + 4 * g;
+                        CPU_UNROLL
+                        for (int f = 0; f < 4; f++) {
+                            int32_t x;
+                            memcpy(&x, xq + 32 * f, 4);
+                            dot[j][f] = _mm512_dpbusd_epi32(dot[j][f], wv[f], _mm512_set1_epi32(x));
+                        }
+                    }
+                }
+                CPU_UNROLL
+                for (int j = 0; j < NT; j++)
+                    CPU_UNROLL
+                    for (int f = 0; f < 4; f++)
+                        isum[j] = _mm512_add_epi32(isum[j],
+                                                   _mm512_mullo_epi32(sc[8 * h + gq + 2 * f], dot[j][f]));
+            }
+        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
+        CPU_UNROLL
+        for (int j = 0; j < NT; j++) {
+            const uint8_t *xb = (const uint8_t *)in->xq + (size_t)(t0 + j) * in->xq_row_bytes +
+                                (size_t)b * X_BLOCK;
+            __m512i m = _mm512_setzero_si512();
+            CPU_UNROLL
+            for (int i = 0; i < 8; i++) {
+                int32_t bs;
+                memcpy(&bs, xb + 260 + 4 * i, 4);   /* bsum 2i, bsum 2i+1 */
+                m = _mm512_dpwssd_epi32(m, scp[i], _mm512_set1_epi32(bs));
+            }
+            float dx;
+            memcpy(&dx, xb, 4);
+            const __m512i is = _mm512_sub_epi32(isum[j], _mm512_slli_epi32(m, 5));
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dx)), _mm512_cvtepi32_ps(is), acc[j]);
+        }
+    }
+    CPU_UNROLL
+    for (int j = 0; j < NT; j++)
+        _mm512_mask_storeu_ps(y + (size_t)(t0 + j) * (size_t)w->n_rows + (size_t)r0, keep, acc[j]);
+}
+
 /* Panel p, every token: chunks of 4, 2 and 1; the first reads the panel from memory
  * and steps the prefetch run (pf_end: where it stops; NULL for none). */
 static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p, float *y,
@@ -161,18 +276,26 @@ static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p,
     cpu_prefetch_run *pf = pf_end ? &run : NULL;
     for (int32_t t = 0; t < in->n_tok;) {
         const int left = in->n_tok - t, nt = left >= 4 ? 4 : left >= 2 ? 2 : 1;
-        switch (nt) {
-        case 4: chunk(w, panel, in, t, 4, y, r0, keep, pf); break;
-        case 2: chunk(w, panel, in, t, 2, y, r0, keep, pf); break;
-        default: chunk(w, panel, in, t, 1, y, r0, keep, pf); break;
+        if (w->type == GGML_TYPE_Q6_K) {
+            switch (nt) {
+            case 4: chunk_q6(w, panel, in, t, 4, y, r0, keep, pf); break;
+            case 2: chunk_q6(w, panel, in, t, 2, y, r0, keep, pf); break;
+            default: chunk_q6(w, panel, in, t, 1, y, r0, keep, pf); break;
+            }
+        } else {
+            switch (nt) {
+            case 4: chunk(w, panel, in, t, 4, y, r0, keep, pf); break;
+            case 2: chunk(w, panel, in, t, 2, y, r0, keep, pf); break;
+            default: chunk(w, panel, in, t, 1, y, r0, keep, pf); break;
+            }
         }
         pf = NULL;
         t += nt;
     }
 }
 
-/* Measured: see doc/performance.md (Q4_K). */
-void cpu_matmul_packed_q4k_avx512(const cpu_packed *w, const matmul_input *in, float *y,
+/* Measured: see doc/performance.md (Q4_K, Q6_K). */
+void cpu_matmul_packed_k_avx512(const cpu_packed *w, const matmul_input *in, float *y,
                                   int64_t p0, int64_t p1, int64_t pf_panel_end, float *scratch)
 {
     (void)scratch;

@@ -1,4 +1,4 @@
-/* cpu_repack.c - Q8_0/Q4_0/Q4_K weights repacked at bind time into the 16-row panels the
+/* cpu_repack.c - Q8_0/Q4_0/Q4_K/Q6_K weights repacked at bind time into the 16-row panels the
  * AVX-512 VNNI and AMX kernels read (layout: cpu_packed in cpu_ops.h), the per-context
  * table that finds them again by the bound view, and the process-wide registry that
  * lets every context of one model share one copy. Portable C: only the kernels that
@@ -26,10 +26,22 @@
 
 static size_t block_bytes(uint32_t type)
 {
-    return type == GGML_TYPE_Q8_0 ? 34 : type == GGML_TYPE_Q4_0 ? 18 : 144;
+    switch (type) {
+    case GGML_TYPE_Q8_0: return 34;
+    case GGML_TYPE_Q4_0: return 18;
+    case GGML_TYPE_Q4_K: return 144;
+    default: return 210;   /* Q6_K */
+    }
 }
 
-/* Q4_K keeps no separate scales: its whole block is transposed dword by dword. */
+/* Where a block keeps its f16 scale d, which goes to the panel's scales region (Q8_0,
+ * Q4_0: first; Q6_K: last); the rest is transposed dword by dword. Q4_K keeps no
+ * separate scales: its whole block (d and dmin first) is transposed. */
+static size_t head_offset(uint32_t type)
+{
+    return type == GGML_TYPE_Q6_K ? 208 : 0;
+}
+
 #define Q4K_BLOCK_BYTES 144
 
 /* Same view: data and shape. */
@@ -148,6 +160,7 @@ static void pack_panel(const cpu_packed *pk, int64_t p)
         }
         return;
     }
+    const size_t head = head_offset(pk->type), quants = head ? 0 : 2;
     uint8_t *dst = pk->data + (size_t)p * pk->panel_bytes;
     uint8_t *scales = dst + (size_t)pk->nb * pk->wq_bytes;
     for (int n = 0; n < CPU_PANEL_ROWS; n++) {
@@ -159,8 +172,8 @@ static void pack_panel(const cpu_packed *pk, int64_t p)
             const uint8_t *blk = row + (size_t)b * bb;
             uint8_t *q = dst + (size_t)b * pk->wq_bytes + 4 * (size_t)n;
             for (size_t j = 0; j < qb / 4; j++)
-                memcpy(q + 64 * j, blk + 2 + 4 * j, 4);
-            memcpy(scales + 32 * (size_t)b + 2 * (size_t)n, blk, 2);
+                memcpy(q + 64 * j, blk + quants + 4 * j, 4);
+            memcpy(scales + 32 * (size_t)b + 2 * (size_t)n, blk + head, 2);
         }
     }
 }
@@ -179,12 +192,13 @@ void cpu_pack_unpack_blocks(const cpu_packed *w, int64_t r, int64_t b0, int64_t 
         return;
     }
     const uint8_t *scales = src + (size_t)w->nb * w->wq_bytes;
+    const size_t head = head_offset(w->type), quants = head ? 0 : 2;
     for (int64_t b = b0; b < b0 + n_blocks; b++) {
         uint8_t *blk = out + (size_t)(b - b0) * bb;
         const uint8_t *q = src + (size_t)b * w->wq_bytes + 4 * (size_t)n;
-        memcpy(blk, scales + 32 * (size_t)b + 2 * (size_t)n, 2);
+        memcpy(blk + head, scales + 32 * (size_t)b + 2 * (size_t)n, 2);
         for (size_t j = 0; j < qb / 4; j++)
-            memcpy(blk + 2 + 4 * j, q + 64 * j, 4);
+            memcpy(blk + quants + 4 * j, q + 64 * j, 4);
     }
 }
 
@@ -218,10 +232,10 @@ static void page_out(const uint8_t *from, const uint8_t *to)
 /* Sizes of w's panels; false when w is not a packable view or a size overflows. */
 static bool pack_layout(const tensor_view *w, cpu_packed *pk)
 {
-    const bool k4 = w->type == GGML_TYPE_Q4_K;
-    const int64_t elems = k4 ? 256 : 32;
-    if ((w->type != GGML_TYPE_Q8_0 && w->type != GGML_TYPE_Q4_0 && !k4) || w->n_cols <= 0 ||
-        w->n_cols % elems || w->n_rows <= 0 || !w->data)
+    const bool k4 = w->type == GGML_TYPE_Q4_K, k6 = w->type == GGML_TYPE_Q6_K;
+    const int64_t elems = k4 || k6 ? 256 : 32;
+    if ((w->type != GGML_TYPE_Q8_0 && w->type != GGML_TYPE_Q4_0 && !k4 && !k6) ||
+        w->n_cols <= 0 || w->n_cols % elems || w->n_rows <= 0 || !w->data)
         return false;
     const int64_t nb = w->n_cols / elems;
     if ((uint64_t)nb > SIZE_MAX / (16 * Q4K_BLOCK_BYTES) ||
@@ -229,8 +243,7 @@ static bool pack_layout(const tensor_view *w, cpu_packed *pk)
         return false;
     *pk = (cpu_packed){.src = w->data, .type = w->type, .n_cols = w->n_cols,
                        .n_rows = w->n_rows, .row_bytes = w->row_bytes, .nb = nb, .refs = 1};
-    pk->wq_bytes = w->type == GGML_TYPE_Q8_0 ? 512 : w->type == GGML_TYPE_Q4_0 ? 256
-                                                    : CPU_PANEL_ROWS * Q4K_BLOCK_BYTES;
+    pk->wq_bytes = CPU_PANEL_ROWS * (k4 ? Q4K_BLOCK_BYTES : block_bytes(w->type) - 2);
     pk->n_panels = (w->n_rows + CPU_PANEL_ROWS - 1) / CPU_PANEL_ROWS;
     /* scales padded to whole cache lines: every panel and vector stays 64-byte aligned */
     size_t scale_bytes = k4 ? 0 : ((size_t)nb * 32 + 63) & ~(size_t)63;

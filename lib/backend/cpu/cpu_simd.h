@@ -97,9 +97,10 @@ int64_t cpu_matmul_q8_avx512_scratch(const tensor_view *w, int32_t n_tok);
 /* cpu_packed_avx512.c: the same over weights repacked at bind time (scratch as above). */
 void cpu_matmul_packed_avx512(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
                               int64_t p1, int64_t pf_end, float *scratch);
-/* cpu_packed_k_avx512.c: Q4_K over repacked weights, the bits of cpu_matmul_k_avx2. */
-void cpu_matmul_packed_q4k_avx512(const cpu_packed *w, const matmul_input *in, float *y,
-                                  int64_t p0, int64_t p1, int64_t pf_end, float *scratch);
+/* cpu_packed_k_avx512.c: Q4_K and Q6_K over repacked weights, the bits of
+ * cpu_matmul_k_avx2. */
+void cpu_matmul_packed_k_avx512(const cpu_packed *w, const matmul_input *in, float *y,
+                                int64_t p0, int64_t p1, int64_t pf_end, float *scratch);
 #endif
 
 #if defined(LMRT_HAVE_AMX_KERNELS)
