@@ -1,7 +1,9 @@
 /* cpu_matmul_k_avx2.c - AVX2 matmul kernels for the K-quants Q4_K and Q6_K against
  * Q8_K activations (int8 x, per-16 sums in bsums). Built with -mavx2 -mfma -mf16c
- * -ffp-contract=off; the AVX-512 table uses these too. Numerics as cpu_simd.h defines
- * them (exact int32 per 256-block, then one or two float FMAs per block). */
+ * -ffp-contract=off; the AVX-512 tables use these for weights without a packed copy
+ * (cpu_packed_k_avx512.c computes the same bits from the panels). Numerics as
+ * cpu_simd.h defines them (exact int32 per 256-block, then one or two float FMAs per
+ * block). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
