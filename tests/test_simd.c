@@ -108,9 +108,9 @@ static uint8_t *random_weights(uint32_t type, int64_t n_cols, int64_t n_rows)
         }
         case GGML_TYPE_Q8_0: put_f16(blk, rng_uniform(-0.02f, 0.02f)); break;
         case GGML_TYPE_Q4_0: put_f16(blk, rng_uniform(-0.2f, 0.2f)); break;
-        case GGML_TYPE_Q4_K:
-            put_f16(blk, rng_uniform(0.0f, 0.01f));
-            put_f16(blk + 2, rng_uniform(0.0f, 0.01f));
+        case GGML_TYPE_Q4_K:   /* d and dmin of either sign */
+            put_f16(blk, rng_uniform(-0.01f, 0.01f));
+            put_f16(blk + 2, rng_uniform(-0.01f, 0.01f));
             break;
         case GGML_TYPE_Q6_K: put_f16(blk + 208, rng_uniform(-0.001f, 0.001f)); break;
         default: fail_msg("random_weights: type %u", (unsigned)type);
@@ -532,7 +532,7 @@ static void prompt_batches_equal_token_by_token(void **state)
 static void packed_run_part(const cpu_kernels *k, const cpu_packed *pk, const mm_case *c,
                             int32_t t0, int32_t nt, int64_t p0, int64_t p1, float *y)
 {
-    const uint32_t vec = k->matmul[c->type].vec_type;   /* Q8_0, or Q8_K for Q4_K */
+    const uint32_t vec = k->matmul[c->type].vec_type;   /* Q8_0, or Q8_K for Q4_K/Q6_K */
     const tensor_type_traits *vt = tensor_type_get(vec);
     matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, vec, NULL,
                        (size_t)(c->n_cols / vt->block_elems) * vt->block_bytes};
@@ -687,8 +687,9 @@ static void contexts_share_one_packed_copy(void **state)
 }
 
 /* matmul_n: each output the bits matmul gives its weight alone, fused (every weight with
- * a packed copy, Q8_0 and Q4_0 mixed) or one product after another (a set with other
- * types), for 1 and 35 tokens on 1-3 threads, at every level; bad lists are refused. */
+ * a packed copy for one kernel: Q8_0 with Q4_0, Q4_K with Q6_K) or one product after
+ * another (a set whose kernels differ), for 1 and 35 tokens on 1-3 threads, at every
+ * level; bad lists are refused. */
 static void matmul_n_gives_each_weight_its_matmul_bits(void **state)
 {
     (void)state;
@@ -696,7 +697,8 @@ static void matmul_n_gives_each_weight_its_matmul_bits(void **state)
     static const uint32_t sets[][3] = {
         {GGML_TYPE_Q4_0, GGML_TYPE_Q4_0, GGML_TYPE_Q4_0},
         {GGML_TYPE_Q8_0, GGML_TYPE_Q4_0, GGML_TYPE_Q8_0},
-        {GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_F16},
+        {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K, GGML_TYPE_Q4_K},   /* a Q4_K_M layer's q, k, v */
+        {GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_F16},    /* kernels differ: in turn */
     };
     static const int64_t rows[3] = {40, 16, 67};   /* 256 columns: whole blocks of each */
     static const int32_t toks[] = {1, 35};

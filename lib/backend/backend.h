@@ -131,10 +131,11 @@ typedef struct backend_vtable {
 
     /* ---- optional ops (NULL, or a table too old to have them: callers fall back) ---- */
 
-    /* y[i] = the matmul of w[i] and x for the n_w (1 .. BACKEND_MATMUL_N_MAX) weights of
-     * one input, such as a layer's q, k and v: the same results as n_w matmul calls, in
-     * one pass that prepares x once and splits all the rows over the threads at once.
-     *   x: [n_tok][n_cols] (every w[i].n_cols equal), y[i]: [n_tok][w[i].n_rows] */
+    /* y[i] = the matmul of w[i] and x for the n_w (1 .. 4, BACKEND_MATMUL_N_MAX) weights
+     * of one input, such as a layer's q, k and v: the same results as n_w matmul calls,
+     * in one pass that prepares x once and splits all the rows over the threads at once.
+     *   x: [n_tok][n_cols] (every w[i].n_cols equal), y[i]: [n_tok][w[i].n_rows]
+     * The y[i] overlap neither x nor each other. On an error some y[i] may be written. */
     lmrt_status (*matmul_n)(backend_ctx *ctx, const tensor_view *const *w, int32_t n_w,
                             const float *x, int32_t n_tok, float *const *y);
 } backend_vtable;

@@ -3,9 +3,9 @@
  * kernel dequantizes each weight row once (straight from the mapping, no copy of
  * the tensor) and dots it with every token. The SIMD kernels (cpu_matmul_*_avx2.c,
  * cpu_matmul_avx512.c, cpu_amx.c; numerics in cpu_simd.h) replace the dot with
- * int8 dots on x quantized once per op, and are tested against this one. Q8_0/Q4_0
- * weights that bind_weight repacked (cpu_repack.c) go to the table's matmul_packed
- * kernel instead, split by 16-row panels. */
+ * int8 dots on x quantized once per op, and are tested against this one. Q8_0, Q4_0,
+ * Q4_K and Q6_K weights that bind_weight repacked (cpu_repack.c) go to the table's
+ * matmul_packed kernel instead, split by 16-row panels. */
 #include <stdalign.h>
 #include <stdint.h>
 
@@ -190,8 +190,8 @@ static lmrt_status matmul_run(backend_ctx *ctx, matmul_job *job, int64_t scratch
 }
 
 /* Adds w (the product into y) to job's packed weights when it has a packed copy for
- * the kernel of those already there, which reads x quantized the same way (Q8_0 and
- * Q4_0 weights share both); op_lock held. */
+ * the kernel of those already there, which reads x quantized the same way (Q8_0 with
+ * Q4_0, and Q4_K with Q6_K, share both); op_lock held. */
 static bool matmul_add_packed(backend_ctx *ctx, matmul_job *job, const tensor_view *w, float *y)
 {
     const matmul_packed_fn fn = ctx->k->matmul_packed[w->type];

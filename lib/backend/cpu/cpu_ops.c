@@ -267,8 +267,9 @@ lmrt_status cpu_bind_weight(backend_ctx *ctx, const tensor_view *host, tensor_vi
     lmrt_status st = cpu_check_view(host, LMRT_E_FORMAT, "bind_weight");
     if (st)
         return st;
-    /* The view stays the mapping's (zero-copy: every op can read it); Q8_0/Q4_0 get
-     * a repacked copy for the matmul kernels where the level has them (cpu_repack.c). */
+    /* The view stays the mapping's (zero-copy: every op can read it); Q8_0, Q4_0, Q4_K
+     * and Q6_K get a repacked copy for the matmul kernels where the level has them
+     * (cpu_repack.c). */
     *out = *host;
     cpu_pack_bind(ctx, out);
     return LMRT_OK;
@@ -301,7 +302,8 @@ static void get_rows_range(void *arg, int64_t begin, int64_t end, int thread)
              * at a time: the same bytes, so the same floats. */
             const cpu_packed *pk = j->packed;
             const tensor_type_traits *tt = tensor_type_get(t->type);
-            uint8_t blk[2 * 144];   /* 8 Q8_0/Q4_0 blocks or 2 Q4_K */
+            uint8_t blk[288];   /* 8-16 Q8_0/Q4_0 blocks, 2 Q4_K, 1 Q6_K */
+            _Static_assert(sizeof blk >= 210, "holds a block of every packed type");
             const int64_t step = (int64_t)(sizeof blk / tt->block_bytes);
             for (int64_t b = 0; b < pk->nb; b += step) {
                 int64_t n = pk->nb - b < step ? pk->nb - b : step;

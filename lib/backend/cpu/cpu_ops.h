@@ -48,14 +48,16 @@ typedef struct matmul_kernel {
     uint32_t vec_type;           /* what the op quantizes x to first (GGML_TYPE_F32: nothing) */
 } matmul_kernel;
 
-/* A Q8_0, Q4_0 or Q4_K weight repacked when it was bound (cpu_repack.c), for the levels
+/* A Q8_0, Q4_0, Q4_K or Q6_K weight repacked when it was bound (cpu_repack.c), for the levels
  * whose table has a matmul_packed slot: 16-row panels, each panel_bytes long, holding
  * per block b the 16 rows' quants transposed for int8 dots with rows in lanes
  * (wq_bytes per block at b * wq_bytes: vector j of 64 bytes, lane n = row n's quant
  * bytes 4j..4j+3 as stored, Q8_0 int8 and Q4_0 nibble pairs), then at nb * wq_bytes
  * the 16 rows' f16 scales per block (32 bytes at + 32 b). Q4_K (256-blocks) transposes
  * the whole 144-byte block the same way, 36 vectors with d/dmin and the scales first,
- * and has no separate scales. Rows past n_rows are zero. The same bytes as the file,
+ * and has no separate scales; Q6_K transposes its first 208 bytes (ql, qh, scales: 52
+ * vectors) and keeps its f16 d, the last 2, in the scales region. Rows past n_rows
+ * are zero. The same bytes as the file,
  * rearranged: the same results, bit for bit. */
 typedef struct cpu_packed {
     const void *src;             /* the bound view's data (the key); its shape below */
@@ -88,7 +90,8 @@ typedef struct cpu_kernels {
     /* x[0..n) to one row of `vec_type` blocks (Q8_0 or Q8_K; NULL slots use the
      * reference quantizers). Must give the same bytes as the reference. */
     void (*quantize_row[GGML_TYPE_COUNT])(const float *x, void *out, int64_t n);
-    /* Kernels over repacked Q8_0/Q4_0 weights (NULL: bind_weight keeps the mapping). */
+    /* Kernels over repacked Q8_0/Q4_0/Q4_K/Q6_K weights (NULL: bind_weight keeps the
+     * mapping). */
     matmul_packed_fn matmul_packed[GGML_TYPE_COUNT];
     /* One token: y[i] = x[i] * rsqrt(mean(x^2) + eps) * weight[i]. x may equal y. */
     void (*rmsnorm)(const float *x, const float *weight, int32_t n, float eps, float *y);

@@ -91,8 +91,7 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
     for (int64_t b = 0; b < tk->nb; b++) {
         const uint8_t *q = panel + (size_t)b * w->wq_bytes;
         if (pf)   /* into L2: L1 has too few miss buffers for this distance */
-            for (size_t i = 0; i < pf->step && pf->p < pf->end; i += 64, pf->p += 64)
-                _mm_prefetch(pf->p, _MM_HINT_T1);
+            cpu_prefetch_run_step_l2(pf);
         __m512i wv[8];
         load_block(type, q, wv);
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));

@@ -19,8 +19,10 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-#define BLOCK_VECTORS 36              /* 144 bytes per row = 36 dwords */
-#define X_BLOCK 292                   /* Q8_K: f32 d, int8 qs[256], int16 bsums[16] */
+/* A Q8_K block of x: f32 d at 0, int8 qs[256] at X_QS, int16 bsums[16] at X_BSUMS. */
+#define X_BLOCK 292
+#define X_QS 4
+#define X_BSUMS 260
 
 /* As for Q8_0/Q4_0 (cpu_packed_avx512.c): a prefetch run one panel ahead into L2, a
  * slice per block. */
@@ -92,7 +94,7 @@ INLINE __m512 finish_block(const q4k_scales *s, const uint8_t *xb, __m512i isum,
     CPU_UNROLL
     for (int j = 0; j < 8; j++) {
         int32_t bs;
-        memcpy(&bs, xb + 260 + 4 * j, 4);   /* bsum 2j, bsum 2j+1 */
+        memcpy(&bs, xb + X_BSUMS + 4 * j, 4);   /* bsum 2j, bsum 2j+1 */
         imin = _mm512_dpwssd_epi32(imin, s->mm[j], _mm512_set1_epi32(bs));
     }
     const __m512 vdx = _mm512_set1_ps(dx);
@@ -102,9 +104,10 @@ INLINE __m512 finish_block(const q4k_scales *s, const uint8_t *xb, __m512i isum,
     return _mm512_fmadd_ps(nmin, _mm512_cvtepi32_ps(imin), acc);
 }
 
-/* NT tokens from t0 against one panel: per block the scales once, per sub-block pair
+/* NT tokens from t0 against one Q4_K panel (y: [n_tok][n_rows], rows r0.. under keep):
+ * per block the scales once, per sub-block pair
  * eight loads and sixteen masks, then per token 16 vpdpbusd and the scale products. */
-INLINE void chunk(const cpu_packed *w, const uint8_t *panel, const matmul_input *in, int32_t t0,
+INLINE void chunk_q4k(const cpu_packed *w, const uint8_t *panel, const matmul_input *in, int32_t t0,
                   int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
 {
     __m512 acc[4];
@@ -115,8 +118,7 @@ INLINE void chunk(const cpu_packed *w, const uint8_t *panel, const matmul_input 
     for (int64_t b = 0; b < w->nb; b++) {
         const uint8_t *blk = panel + (size_t)b * w->wq_bytes;
         if (pf)   /* into L2, as the Q8_0/Q4_0 kernel does */
-            for (size_t i = 0; i < pf->step && pf->p < pf->end; i += 64, pf->p += 64)
-                _mm_prefetch(pf->p, _MM_HINT_T1);
+            cpu_prefetch_run_step_l2(pf);
         q4k_scales s;
         decode_scales(blk, &s);
         __m512i isum[4];
@@ -136,7 +138,7 @@ INLINE void chunk(const cpu_packed *w, const uint8_t *panel, const matmul_input 
             for (int j = 0; j < NT; j++) {
                 const uint8_t *xb = (const uint8_t *)in->xq +
                                     (size_t)(t0 + j) * in->xq_row_bytes + (size_t)b * X_BLOCK;
-                isum[j] = pair_dot(lo, hi, (const int8_t *)(xb + 4), &s, c, isum[j]);
+                isum[j] = pair_dot(lo, hi, (const int8_t *)(xb + X_QS), &s, c, isum[j]);
             }
         }
         CPU_UNROLL
@@ -186,8 +188,7 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
     for (int64_t b = 0; b < w->nb; b++) {
         const uint8_t *blk = panel + (size_t)b * w->wq_bytes;
         if (pf)
-            for (size_t i = 0; i < pf->step && pf->p < pf->end; i += 64, pf->p += 64)
-                _mm_prefetch(pf->p, _MM_HINT_T1);
+            cpu_prefetch_run_step_l2(pf);
         __m512i sc[16], scp[8];
         CPU_UNROLL
         for (int k = 0; k < 4; k++) {
@@ -223,7 +224,7 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
                     CPU_UNROLL
                     for (int j = 0; j < NT; j++) {
                         const uint8_t *xq = (const uint8_t *)in->xq + (size_t)(t0 + j) * in->xq_row_bytes +
-                                            (size_t)b * X_BLOCK + 4 + 128 * h + 4 * g;
+                                            (size_t)b * X_BLOCK + X_QS + 128 * h + 4 * g;
                         CPU_UNROLL
                         for (int f = 0; f < 4; f++) {
                             int32_t x;
@@ -248,7 +249,7 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
             CPU_UNROLL
             for (int i = 0; i < 8; i++) {
                 int32_t bs;
-                memcpy(&bs, xb + 260 + 4 * i, 4);   /* bsum 2i, bsum 2i+1 */
+                memcpy(&bs, xb + X_BSUMS + 4 * i, 4);   /* bsum 2i, bsum 2i+1 */
                 m = _mm512_dpwssd_epi32(m, scp[i], _mm512_set1_epi32(bs));
             }
             float dx;
@@ -263,7 +264,7 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
 }
 
 /* Panel p, every token: chunks of 4, 2 and 1; the first reads the panel from memory
- * and steps the prefetch run (pf_end: where it stops; NULL for none). */
+ * and steps the prefetch run, which stops at pf_end. */
 static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p, float *y,
                          const uint8_t *pf_end)
 {
@@ -272,8 +273,8 @@ static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p,
     const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
     cpu_prefetch_run run = cpu_prefetch_run_init(panel + PF_PANELS * w->panel_bytes,
-                                                 w->panel_bytes, pf_end ? pf_end : panel, w->nb);
-    cpu_prefetch_run *pf = pf_end ? &run : NULL;
+                                                 w->panel_bytes, pf_end, w->nb);
+    cpu_prefetch_run *pf = &run;
     for (int32_t t = 0; t < in->n_tok;) {
         const int left = in->n_tok - t, nt = left >= 4 ? 4 : left >= 2 ? 2 : 1;
         if (w->type == GGML_TYPE_Q6_K) {
@@ -284,9 +285,9 @@ static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p,
             }
         } else {
             switch (nt) {
-            case 4: chunk(w, panel, in, t, 4, y, r0, keep, pf); break;
-            case 2: chunk(w, panel, in, t, 2, y, r0, keep, pf); break;
-            default: chunk(w, panel, in, t, 1, y, r0, keep, pf); break;
+            case 4: chunk_q4k(w, panel, in, t, 4, y, r0, keep, pf); break;
+            case 2: chunk_q4k(w, panel, in, t, 2, y, r0, keep, pf); break;
+            default: chunk_q4k(w, panel, in, t, 1, y, r0, keep, pf); break;
             }
         }
         pf = NULL;

@@ -12,7 +12,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 
-/* Why repack: the kernels want each 32-block of 16 rows as vectors with rows in lanes.
+/* Why repack: the kernels want each block of 16 rows as vectors with rows in lanes.
  * Built from the mapping that takes a transpose and a scale gather per block on every
  * call (about half of the generation kernel's work, so it fell behind memory), and the
  * AMX prompt kernel rebuilt its weight tiles on every call. The panels are the file's
