@@ -110,7 +110,7 @@ INLINE __m512 finish_block(const q4k_scales *s, const uint8_t *xb, __m512i isum,
 INLINE void chunk_q4k(const cpu_packed *w, const uint8_t *panel, const matmul_input *in, int32_t t0,
                   int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
 {
-    __m512 acc[4];
+    __m512 acc[8];
     CPU_UNROLL
     for (int j = 0; j < NT; j++)
         acc[j] = _mm512_setzero_ps();
@@ -121,7 +121,7 @@ INLINE void chunk_q4k(const cpu_packed *w, const uint8_t *panel, const matmul_in
             cpu_prefetch_run_step_l2(pf);
         q4k_scales s;
         decode_scales(blk, &s);
-        __m512i isum[4];
+        __m512i isum[8];
         CPU_UNROLL
         for (int j = 0; j < NT; j++)
             isum[j] = _mm512_setzero_si512();
@@ -223,7 +223,8 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
                     q6_quads(blk, h, g, wv);
                     CPU_UNROLL
                     for (int j = 0; j < NT; j++) {
-                        const uint8_t *xq = (const uint8_t *)in->xq + (size_t)(t0 + j) * in->xq_row_bytes +
+                        const uint8_t *xq = (const uint8_t *)in->xq +
+                                            (size_t)(t0 + j) * in->xq_row_bytes +
                                             (size_t)b * X_BLOCK + X_QS + 128 * h + 4 * g;
                         CPU_UNROLL
                         for (int f = 0; f < 4; f++) {
@@ -237,10 +238,11 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
                 for (int j = 0; j < NT; j++)
                     CPU_UNROLL
                     for (int f = 0; f < 4; f++)
-                        isum[j] = _mm512_add_epi32(isum[j],
-                                                   _mm512_mullo_epi32(sc[8 * h + gq + 2 * f], dot[j][f]));
+                        isum[j] = _mm512_add_epi32(
+                            isum[j], _mm512_mullo_epi32(sc[8 * h + gq + 2 * f], dot[j][f]));
             }
-        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
+        const __m512 d = _mm512_cvtph_ps(
+            _mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
         CPU_UNROLL
         for (int j = 0; j < NT; j++) {
             const uint8_t *xb = (const uint8_t *)in->xq + (size_t)(t0 + j) * in->xq_row_bytes +
@@ -255,7 +257,8 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
             float dx;
             memcpy(&dx, xb, 4);
             const __m512i is = _mm512_sub_epi32(isum[j], _mm512_slli_epi32(m, 5));
-            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dx)), _mm512_cvtepi32_ps(is), acc[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(dx)), _mm512_cvtepi32_ps(is),
+                                     acc[j]);
         }
     }
     CPU_UNROLL
@@ -263,7 +266,7 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
         _mm512_mask_storeu_ps(y + (size_t)(t0 + j) * (size_t)w->n_rows + (size_t)r0, keep, acc[j]);
 }
 
-/* Panel p, every token: chunks of 4, 2 and 1; the first reads the panel from memory
+/* Panel p, every token: chunks of 8 (Q4_K), 4, 2 and 1; the first reads the panel from memory
  * and steps the prefetch run, which stops at pf_end. */
 static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p, float *y,
                          const uint8_t *pf_end)
@@ -276,7 +279,13 @@ static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p,
                                                  w->panel_bytes, pf_end, w->nb);
     cpu_prefetch_run *pf = &run;
     for (int32_t t = 0; t < in->n_tok;) {
-        const int left = in->n_tok - t, nt = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        /* Q4_K takes 8 tokens at a time (6% faster prompts than 4); Q6_K's 4 group
+         * sums per token leave registers for 4 */
+        const int left = in->n_tok - t;
+        const int nt = left >= 8 && w->type == GGML_TYPE_Q4_K ? 8
+                       : left >= 4                               ? 4
+                       : left >= 2                               ? 2
+                                                                 : 1;
         if (w->type == GGML_TYPE_Q6_K) {
             switch (nt) {
             case 4: chunk_q6(w, panel, in, t, 4, y, r0, keep, pf); break;
@@ -285,6 +294,7 @@ static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p,
             }
         } else {
             switch (nt) {
+            case 8: chunk_q4k(w, panel, in, t, 8, y, r0, keep, pf); break;
             case 4: chunk_q4k(w, panel, in, t, 4, y, r0, keep, pf); break;
             case 2: chunk_q4k(w, panel, in, t, 2, y, r0, keep, pf); break;
             default: chunk_q4k(w, panel, in, t, 1, y, r0, keep, pf); break;
