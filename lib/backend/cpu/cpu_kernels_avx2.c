@@ -282,6 +282,10 @@ const cpu_kernels cpu_kernels_avx2 = {
         [GGML_TYPE_Q8_0] = cpu_quantize_q8_0_avx2,
         [GGML_TYPE_Q8_K] = cpu_quantize_q8_K_avx2,
     },
+    .matmul_packed = {
+        [GGML_TYPE_Q8_0] = cpu_matmul_packed_avx2,
+        [GGML_TYPE_Q4_0] = cpu_matmul_packed_avx2,
+    },
     .rmsnorm = cpu_rmsnorm_avx2,
     .rope = cpu_rope_avx2,
     .attention = attention_avx2,

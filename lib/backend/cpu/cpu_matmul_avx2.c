@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_q8_avx2.h"
 #include "backend/cpu/cpu_simd.h"
 #include "tensor/types.h"
 
@@ -135,8 +136,6 @@ void cpu_matmul_f_avx2(const tensor_view *w, const matmul_input *in, float *y, i
  *         exact (|w| <= 128, |x| <= 127: a pair sum is at most 32512).
  *   Q4_0: W_g = the nibbles 0..15; maddubs(W, x) pairs are at most 3810, so 8 groups
  *         sum in int16 (30480), and isum = that - 8 * sum(x). */
-#define P8 8
-#define PANEL_BLOCK_BYTES (8 * 32 + 8 * 4)
 
 INLINE void transpose8x8_epi32(__m256i r[8], __m256i t[8])
 {
@@ -202,34 +201,6 @@ INLINE void panel_block(uint32_t type, const uint8_t *const *rows, int64_t b, ui
         d[i] = load_f16(rows[i] + b * bb);
 }
 
-/* Exact int8 dot of the panel's block (8 rows) with one token's block xb (32 int8). */
-INLINE __m256i panel_dot(uint32_t type, const uint8_t *pb, const uint8_t *xb)
-{
-    if (type == GGML_TYPE_Q8_0) {
-        const __m256i ones = _mm256_set1_epi16(1);
-        __m256i s = _mm256_setzero_si256();
-        CPU_UNROLL
-        for (int g = 0; g < 8; g++) {
-            __m256i wv = _mm256_load_si256((const __m256i *)(const void *)(pb + 32 * g));
-            int32_t xd;
-            memcpy(&xd, xb + 4 * g, 4);
-            __m256i xv = _mm256_sign_epi8(_mm256_set1_epi32(xd), wv);
-            s = _mm256_add_epi32(s, _mm256_madd_epi16(
-                                        _mm256_maddubs_epi16(_mm256_abs_epi8(wv), xv), ones));
-        }
-        return s;
-    }
-    __m256i s16 = _mm256_setzero_si256();
-    CPU_UNROLL
-    for (int g = 0; g < 8; g++) {
-        __m256i wv = _mm256_load_si256((const __m256i *)(const void *)(pb + 32 * g));
-        int32_t xd;
-        memcpy(&xd, xb + 4 * g, 4);
-        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(wv, _mm256_set1_epi32(xd)));
-    }
-    return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-}
-
 int64_t cpu_matmul_q8_avx2_scratch(const tensor_view *w, int32_t n_tok)
 {
     const int64_t nb = w->n_cols / 32;
@@ -275,23 +246,7 @@ INLINE void q8_rows(uint32_t type, const tensor_view *w, const matmul_input *in,
             cpu_prefetch_run_step(&pf);
             panel_block(type, rows, b, panel + b * PANEL_BLOCK_BYTES);
         }
-        for (int32_t t = 0; t < n_tok; t++) {
-            __m256 acc = _mm256_setzero_ps();
-            const uint8_t *xrow = xq + (size_t)t * in->xq_row_bytes;
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *pb = panel + b * PANEL_BLOCK_BYTES;
-                __m256i is = panel_dot(type, pb, xrow + b * 34 + 2);
-                if (type == GGML_TYPE_Q4_0)
-                    is = _mm256_sub_epi32(is, _mm256_set1_epi32(sx8[t * nb + b]));
-                __m256 s = _mm256_mul_ps(_mm256_load_ps((const float *)(const void *)(pb + 256)),
-                                         _mm256_set1_ps(dx[t * nb + b]));
-                acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(is), acc);
-            }
-            float out[8];
-            _mm256_storeu_ps(out, acc);
-            for (int i = 0; i < nr; i++)
-                y[(size_t)t * (size_t)n_rows + (size_t)(r + i)] = out[i];
-        }
+        q8_panel_tokens(type, panel, in, dx, sx8, y, n_rows, r, nr);
     }
 }
 

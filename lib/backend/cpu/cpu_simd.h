@@ -78,6 +78,9 @@ void cpu_matmul_f_avx2(const tensor_view *w, const matmul_input *in, float *y, i
 void cpu_matmul_q8_avx2(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
                         int64_t r1, float *scratch);
 int64_t cpu_matmul_q8_avx2_scratch(const tensor_view *w, int32_t n_tok);
+/* cpu_packed_avx2.c: the same over weights repacked at bind time (scratch as above). */
+void cpu_matmul_packed_avx2(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
+                            int64_t p1, int64_t pf_end, float *scratch);
 /* cpu_matmul_k_avx2.c: Q4_K and Q6_K against Q8_K activations. */
 void cpu_matmul_k_avx2(const tensor_view *w, const matmul_input *in, float *y, int64_t r0,
                        int64_t r1, float *scratch);
