@@ -157,13 +157,6 @@ INLINE void transpose8x8_epi32(__m256i r[8], __m256i t[8])
     t[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
-INLINE float load_f16(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
 /* Transposes block b of the 8 rows into dst (PANEL_BLOCK_BYTES). */
 INLINE void panel_block(uint32_t type, const uint8_t *const *rows, int64_t b, uint8_t *dst)
 {
@@ -198,7 +191,7 @@ INLINE void panel_block(uint32_t type, const uint8_t *const *rows, int64_t b, ui
     float *d = (float *)(void *)(dst + 256);
     CPU_UNROLL
     for (int i = 0; i < 8; i++)
-        d[i] = load_f16(rows[i] + b * bb);
+        d[i] = q8_load_f16(rows[i] + b * bb);
 }
 
 int64_t cpu_matmul_q8_avx2_scratch(const tensor_view *w, int32_t n_tok)
@@ -217,22 +210,9 @@ INLINE void q8_rows(uint32_t type, const tensor_view *w, const matmul_input *in,
                     int64_t r0, int64_t r1, float *scratch)
 {
     const int64_t nb = in->n_cols / 32, n_rows = w->n_rows;
-    const int32_t n_tok = in->n_tok;
-    uint8_t *panel = (uint8_t *)scratch;                       /* 64-byte aligned */
-    float *dx = scratch + nb * (PANEL_BLOCK_BYTES / 4);        /* [n_tok][nb] */
-    int32_t *sx8 = (int32_t *)(void *)(dx + (int64_t)n_tok * nb);  /* [n_tok][nb] */
-    const uint8_t *xq = in->xq;
-    for (int32_t t = 0; t < n_tok; t++)
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *xb = xq + (size_t)t * in->xq_row_bytes + (size_t)b * 34;
-            dx[t * nb + b] = load_f16(xb);
-            __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(xb + 2)),
-                                         _mm256_set1_epi8((char)0x80));
-            __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
-            __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            int64_t sum = _mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1) - 32 * 128;
-            sx8[t * nb + b] = (int32_t)(8 * sum);
-        }
+    float *dx;
+    int32_t *sx8;
+    uint8_t *panel = q8_token_tables(in, scratch, &dx, &sx8);   /* 64-byte aligned */
     const uint8_t *end = (const uint8_t *)w->data + (size_t)w->n_rows * w->row_bytes;
     for (int64_t r = r0; r < r1; r += P8) {
         const int nr = r1 - r < P8 ? (int)(r1 - r) : P8;

@@ -18,13 +18,6 @@
 
 #define PF_PANELS 1   /* as the AVX-512 kernel: one panel ahead into L2 */
 
-INLINE float load_f16(const uint8_t *p)
-{
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
 /* The exact int8 dots of block b's 16 rows (two halves of 8 lanes) with NT tokens'
  * 32 int8 x at xb[j]: s[j][h] for half h.
  *   Q8_0: vector g (64 bytes) holds the rows' weights under x's dword g; per half,
@@ -34,12 +27,12 @@ INLINE float load_f16(const uint8_t *p)
  *         takes 8 * sum(x) off.
  * Each weight vector is loaded (and split) once for the NT tokens. */
 INLINE void block_dots(uint32_t type, const uint8_t *q, const uint8_t *const *xb, int NT,
-                       __m256i s[4][2])
+                       __m256i s[2][2])
 {
     const __m256i ones = _mm256_set1_epi16(1);
     CPU_UNROLL
     for (int h = 0; h < 2; h++) {
-        __m256i a[4];
+        __m256i a[2];
         CPU_UNROLL
         for (int j = 0; j < NT; j++)
             a[j] = _mm256_setzero_si256();
@@ -93,18 +86,18 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
     const uint8_t *scales = panel + (size_t)w->nb * w->wq_bytes;
     const int64_t r0 = p * CPU_PANEL_ROWS, nb = w->nb;
     const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
-    __m256 acc[4][2];
+    __m256 acc[2][2];
     CPU_UNROLL
     for (int j = 0; j < NT; j++)
         acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             cpu_prefetch_run_step_l2(pf);
-        const uint8_t *xb[4];
+        const uint8_t *xb[2];
         CPU_UNROLL
         for (int j = 0; j < NT; j++)
             xb[j] = (const uint8_t *)in->xq + (size_t)(t0 + j) * in->xq_row_bytes + (size_t)b * 34 + 2;
-        __m256i is[4][2];
+        __m256i is[2][2];
         block_dots(type, panel + (size_t)b * w->wq_bytes, xb, NT, is);
         CPU_UNROLL
         for (int h = 0; h < 2; h++) {
@@ -130,7 +123,7 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
     }
 }
 
-/* Panel p, every token: passes of 4, 2 and 1 tokens; the first reads the panel from
+/* Panel p, every token: passes of 2 tokens (and 1); the first reads the panel from
  * memory and steps pf. */
 INLINE void panel_all(uint32_t type, const cpu_packed *w, const matmul_input *in, int64_t p,
                       const float *dx, const int32_t *sx8, float *y, cpu_prefetch_run *pf)
@@ -187,21 +180,9 @@ void cpu_matmul_packed_avx2(const cpu_packed *w, const matmul_input *in, float *
                             int64_t p1, int64_t pf_panel_end, float *scratch)
 {
     const int64_t nb = w->nb;
-    uint8_t *built = (uint8_t *)scratch;                        /* [nb][PANEL_BLOCK_BYTES] */
-    float *dx = scratch + nb * (PANEL_BLOCK_BYTES / 4);        /* [n_tok][nb] */
-    int32_t *sx8 = (int32_t *)(void *)(dx + (int64_t)in->n_tok * nb);   /* [n_tok][nb] */
-    for (int32_t t = 0; t < in->n_tok; t++)
-        for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *xb = (const uint8_t *)in->xq + (size_t)t * in->xq_row_bytes + (size_t)b * 34;
-            dx[t * nb + b] = load_f16(xb);
-            /* sum(x) by sad of x + 128, less 32 * 128 */
-            __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(xb + 2)),
-                                         _mm256_set1_epi8((char)0x80));
-            __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
-            __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            int64_t sum = _mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1) - 32 * 128;
-            sx8[t * nb + b] = (int32_t)(8 * sum);
-        }
+    float *dx;
+    int32_t *sx8;
+    uint8_t *built = q8_token_tables(in, scratch, &dx, &sx8);   /* [nb][PANEL_BLOCK_BYTES] */
     const uint8_t *pf_end = w->data + (size_t)(pf_panel_end > p1 ? pf_panel_end : p1) * w->panel_bytes;
     if (in->n_tok > BUILT_PANEL_MIN_TOKENS) {
         for (int64_t p = p0; p < p1; p++)

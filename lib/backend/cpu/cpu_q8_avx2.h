@@ -16,6 +16,39 @@
 #define P8 8
 #define PANEL_BLOCK_BYTES (8 * 32 + 8 * 4)   /* 8 vectors of 8 rows' dwords, 8 scales */
 
+static inline float q8_load_f16(const uint8_t *p)
+{
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* The scratch of both AVX2 kernels (cpu_matmul_q8_avx2_scratch floats): a built 8-row
+ * panel, then per token and block x's scale (*dx) and 8 * sum(x) (*sx8, Q4_0's bias),
+ * which this fills from in->xq. Returns the panel. */
+static inline uint8_t *q8_token_tables(const matmul_input *in, float *scratch, float **dx,
+                                       int32_t **sx8)
+{
+    const int64_t nb = in->n_cols / 32;
+    float *d = scratch + nb * (PANEL_BLOCK_BYTES / 4);              /* [n_tok][nb] */
+    int32_t *s8 = (int32_t *)(void *)(d + (int64_t)in->n_tok * nb); /* [n_tok][nb] */
+    for (int32_t t = 0; t < in->n_tok; t++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *xb = (const uint8_t *)in->xq + (size_t)t * in->xq_row_bytes + (size_t)b * 34;
+            d[t * nb + b] = q8_load_f16(xb);
+            /* sum(x) by sad of x + 128, less 32 * 128 */
+            __m256i v = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(xb + 2)),
+                                         _mm256_set1_epi8((char)0x80));
+            __m256i s = _mm256_sad_epu8(v, _mm256_setzero_si256());
+            __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            int64_t sum = _mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1) - 32 * 128;
+            s8[t * nb + b] = (int32_t)(8 * sum);
+        }
+    *dx = d;
+    *sx8 = s8;
+    return (uint8_t *)scratch;
+}
+
 /* Exact int8 dot of the panel's block (8 rows) with one token's block xb (32 int8). */
 static inline __attribute__((always_inline)) __m256i panel_dot(uint32_t type, const uint8_t *pb, const uint8_t *xb)
 {
