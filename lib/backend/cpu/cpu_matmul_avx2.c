@@ -37,9 +37,10 @@ INLINE float sum_lanes_dot_order(__m256 acc)
  * -ffp-contract=off keeps them apart), then the lane sum; the column tail (< 8) is
  * read from zero-padded copies, and a padded lane adds +0, which changes nothing.
  * Bound: the float unit, 2 ops per 8 multiply-adds per output. 4x2 keeps 8
- * accumulators + 4 weight rows in the 16 ymm registers. */
+ * accumulators + 4 weight rows in the 16 ymm registers. pf_ahead: the distance to the
+ * next tile's rows, to prefetch as these are read (0: none). */
 INLINE void f_tile(uint32_t type, const uint8_t *const *rows, const float *const *xs,
-                   int64_t n_cols, int NR, int NT, float *out /* [NT][NR] */)
+                   int64_t n_cols, int NR, int NT, float *out /* [NT][NR] */, size_t pf_ahead)
 {
     const int es = type == GGML_TYPE_F32 ? 4 : 2;
     __m256 acc[4][2];
@@ -51,6 +52,8 @@ INLINE void f_tile(uint32_t type, const uint8_t *const *rows, const float *const
     const int64_t n8 = n_cols & ~(int64_t)7;
     for (int64_t c = 0; c < n8; c += 8) {
         __m256 w[4];
+        if (pf_ahead && ((size_t)(c * es) & 63) == 0)   /* a new line of each row */
+            cpu_prefetch_rows_l2(rows, NR, (size_t)(c * es), pf_ahead);
         CPU_UNROLL
         for (int r = 0; r < NR; r++)
             w[r] = load8_w(type, rows[r] + c * es);
@@ -95,15 +98,18 @@ INLINE void f_rows(uint32_t type, const tensor_view *w, const matmul_input *in, 
         CPU_UNROLL
         for (int i = 0; i < 4; i++)   /* a short tile repeats its last row */
             rows[i] = (const uint8_t *)w->data + (size_t)(r + (i < nr ? i : nr - 1)) * w->row_bytes;
+        /* the first token pass prefetches the next tile, if this range has all of it */
+        size_t pf = r + 8 <= r1 ? 4 * w->row_bytes : 0;
         for (int32_t t = 0; t < n_tok; t += 2) {
             const int nt = n_tok - t < 2 ? 1 : 2;
             const float *xs[2] = {in->x + (size_t)t * (size_t)n_cols,
                                   in->x + (size_t)(t + nt - 1) * (size_t)n_cols};
             float out[8];
             if (nt == 2)
-                f_tile(type, rows, xs, n_cols, 4, 2, out);
+                f_tile(type, rows, xs, n_cols, 4, 2, out, pf);
             else
-                f_tile(type, rows, xs, n_cols, 4, 1, out);
+                f_tile(type, rows, xs, n_cols, 4, 1, out, pf);
+            pf = 0;
             for (int j = 0; j < nt; j++)
                 for (int i = 0; i < nr; i++)
                     y[(size_t)(t + j) * (size_t)n_rows + (size_t)(r + i)] = out[j * 4 + i];

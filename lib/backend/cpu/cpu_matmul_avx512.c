@@ -41,9 +41,10 @@ INLINE float sum_lanes_dot_order(__m256 acc)
 /* 8 rows (4 pairs) x NT tokens; each zmm accumulator holds two outputs' 8 lanes, so
  * every output follows dot_f32 exactly (mul, then add; -ffp-contract=off). Bound by
  * the two FP ports: 2 ops per 16 multiply-adds, ~32 per cycle per core at best;
- * NT = 6 uses 24 accumulators + 4 weight pairs of the 32 registers. */
+ * NT = 6 uses 24 accumulators + 4 weight pairs of the 32 registers. pf_ahead: the
+ * distance to the next tile's rows, to prefetch as these are read (0: none). */
 INLINE void f_tile(uint32_t type, const uint8_t *const *rows, const float *x, int64_t n_cols,
-                   int NT, float *out /* [NT][8] */)
+                   int NT, float *out /* [NT][8] */, size_t pf_ahead)
 {
     const int es = type == GGML_TYPE_F32 ? 4 : 2;
     __m512 acc[4][6];
@@ -55,6 +56,8 @@ INLINE void f_tile(uint32_t type, const uint8_t *const *rows, const float *x, in
     const int64_t n8 = n_cols & ~(int64_t)7;
     for (int64_t c = 0; c < n8; c += 8) {
         __m512 w[4];
+        if (pf_ahead && ((size_t)(c * es) & 63) == 0)   /* a new line of each row */
+            cpu_prefetch_rows_l2(rows, 8, (size_t)(c * es), pf_ahead);
         CPU_UNROLL
         for (int p = 0; p < 4; p++)
             w[p] = load8x2_w(type, rows[2 * p] + c * es, rows[2 * p + 1] + c * es);
@@ -105,16 +108,20 @@ INLINE void f_rows(uint32_t type, const tensor_view *w, const matmul_input *in, 
         CPU_UNROLL
         for (int i = 0; i < 8; i++)   /* a short tile repeats its last row */
             rows[i] = (const uint8_t *)w->data + (size_t)(r + (i < nr ? i : nr - 1)) * w->row_bytes;
+        /* the first token pass streams the tile and prefetches the next one, if this
+         * range has a whole next tile (a distance of 2 tiles measured no better) */
+        size_t pf = r + 16 <= r1 ? 8 * w->row_bytes : 0;
         for (int32_t t = 0; t < in->n_tok;) {
             const int left = in->n_tok - t, nt = left >= 6 ? 6 : left >= 3 ? 3 : 1;
             const float *x = in->x + (size_t)t * (size_t)n_cols;
             float out[6 * 8];
             if (nt == 6)
-                f_tile(type, rows, x, n_cols, 6, out);
+                f_tile(type, rows, x, n_cols, 6, out, pf);
             else if (nt == 3)
-                f_tile(type, rows, x, n_cols, 3, out);
+                f_tile(type, rows, x, n_cols, 3, out, pf);
             else
-                f_tile(type, rows, x, n_cols, 1, out);
+                f_tile(type, rows, x, n_cols, 1, out, pf);
+            pf = 0;
             for (int j = 0; j < nt; j++)
                 for (int i = 0; i < nr; i++)
                     y[(size_t)(t + j) * (size_t)n_rows + (size_t)(r + i)] = out[j * 8 + i];

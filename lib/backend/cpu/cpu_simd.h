@@ -69,6 +69,19 @@ static inline void cpu_prefetch_run_step_l2(cpu_prefetch_run *r)
         __builtin_prefetch(r->p, 0, 2);
 }
 
+/* The float kernels read their rows where they lie (no packed copy): a tile of n rows
+ * walks n streams at once, which the hardware prefetchers follow poorly too. While the
+ * tile reads the line at byte `off` of each row, this asks for the same line of the next
+ * tile's rows, `ahead` bytes on (the rows follow each other), into L2. Measured with the
+ * 1B layer sequence in F16 (2 threads, one token): 73-78% -> 81-85% of a streaming read
+ * of the same matrices. */
+static inline void cpu_prefetch_rows_l2(const uint8_t *const *rows, int n, size_t off,
+                                        size_t ahead)
+{
+    for (int i = 0; i < n; i++)
+        __builtin_prefetch(rows[i] + off + ahead, 0, 2);
+}
+
 #if defined(LMRT_HAVE_AVX2_KERNELS)
 extern const cpu_kernels cpu_kernels_avx2;
 
