@@ -6,6 +6,7 @@
  * Built with the AVX2 flags. Same bits as cpu_matmul_q8_avx2 (cpu_simd.h): exact
  * integer sums per block, then acc = fma(dw * dx, isum, acc) lane by lane. */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-#define PF_PANELS 1   /* as the AVX-512 kernel: one panel ahead into L2 */
 
 /* The exact int8 dots of block b's 16 rows (two halves of 8 lanes) with NT tokens'
  * 32 int8 x at xb[j]: s[j][h] for half h.
@@ -75,12 +75,13 @@ INLINE void block_dots(uint32_t type, const uint8_t *q, const uint8_t *const *xb
     }
 }
 
-/* Tokens [t0, t0 + NT) against panel p (y: [n_tok][n_rows]); pf (the first pass over
- * the panel, which reads it from memory) steps the prefetch run, or is NULL. dx and
- * sx8: per token and block, x's scale and 8 * sum(x). */
+/* Tokens [t0, t0 + NT) against panel p (y: [n_tok][n_rows]); prefetch (the first pass
+ * over the panel, which reads it from memory, when the next panel is this run's): asks
+ * for the next panel block by block. dx and sx8: per token and block, x's scale and
+ * 8 * sum(x). */
 INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input *in, int64_t p,
                          int32_t t0, int NT, const float *dx, const int32_t *sx8, float *y,
-                         cpu_prefetch_run *pf)
+                         bool prefetch)
 {
     const uint8_t *panel = w->data + (size_t)p * w->panel_bytes;
     const uint8_t *scales = panel + (size_t)w->nb * w->wq_bytes;
@@ -91,8 +92,10 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
     for (int j = 0; j < NT; j++)
         acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        if (pf)
-            cpu_prefetch_run_step_l2(pf);
+        if (prefetch)
+            cpu_prefetch_next_panel_l2(panel + (size_t)b * w->wq_bytes,
+                                       type == GGML_TYPE_Q8_0 ? 8 : 4, scales + 32 * b,
+                                       w->panel_bytes);
         const uint8_t *xb[2];
         CPU_UNROLL
         for (int j = 0; j < NT; j++)
@@ -124,17 +127,17 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
 }
 
 /* Panel p, every token: passes of 2 tokens (and 1); the first reads the panel from
- * memory and steps pf. */
+ * memory and, if `prefetch`, asks for the next. */
 INLINE void panel_all(uint32_t type, const cpu_packed *w, const matmul_input *in, int64_t p,
-                      const float *dx, const int32_t *sx8, float *y, cpu_prefetch_run *pf)
+                      const float *dx, const int32_t *sx8, float *y, bool prefetch)
 {
     for (int32_t t = 0; t < in->n_tok;) {
         const int left = in->n_tok - t, nt = left >= 2 ? 2 : 1;
         switch (nt) {
-        case 2: panel_tokens(type, w, in, p, t, 2, dx, sx8, y, pf); break;
-        default: panel_tokens(type, w, in, p, t, 1, dx, sx8, y, pf); break;
+        case 2: panel_tokens(type, w, in, p, t, 2, dx, sx8, y, prefetch); break;
+        default: panel_tokens(type, w, in, p, t, 1, dx, sx8, y, prefetch); break;
         }
-        pf = NULL;
+        prefetch = false;
         t += nt;
     }
 }
@@ -179,10 +182,9 @@ INLINE void build_half(uint32_t type, const cpu_packed *w, int64_t p, int h, uin
 void cpu_matmul_packed_avx2(const cpu_packed *w, const matmul_input *in, float *y, int64_t p0,
                             int64_t p1, int64_t pf_panel_end, float *scratch)
 {
-    const int64_t nb = w->nb;
     float *dx;
     int32_t *sx8;
-    uint8_t *built = q8_token_tables(in, scratch, &dx, &sx8);   /* [nb][PANEL_BLOCK_BYTES] */
+    uint8_t *built = q8_token_tables(in, scratch, &dx, &sx8);   /* [w->nb][PANEL_BLOCK_BYTES] */
     const uint8_t *pf_end = w->data + (size_t)(pf_panel_end > p1 ? pf_panel_end : p1) * w->panel_bytes;
     if (in->n_tok > BUILT_PANEL_MIN_TOKENS) {
         for (int64_t p = p0; p < p1; p++)
@@ -202,11 +204,11 @@ void cpu_matmul_packed_avx2(const cpu_packed *w, const matmul_input *in, float *
         return;
     }
     for (int64_t p = p0; p < p1; p++) {
-        cpu_prefetch_run pf = cpu_prefetch_run_init(w->data + (size_t)(p + PF_PANELS) * w->panel_bytes,
-                                                    w->panel_bytes, pf_end, nb);
+        const bool prefetch = (size_t)(pf_end - (w->data + (size_t)p * w->panel_bytes)) >=
+                              2 * w->panel_bytes;
         if (w->type == GGML_TYPE_Q8_0)
-            panel_all(GGML_TYPE_Q8_0, w, in, p, dx, sx8, y, &pf);
+            panel_all(GGML_TYPE_Q8_0, w, in, p, dx, sx8, y, prefetch);
         else
-            panel_all(GGML_TYPE_Q4_0, w, in, p, dx, sx8, y, &pf);
+            panel_all(GGML_TYPE_Q4_0, w, in, p, dx, sx8, y, prefetch);
     }
 }

@@ -3,6 +3,7 @@
  * kernel. Built with the AVX-512 flags (-mavx512f/bw/vl/vnni -ffp-contract=off), reached
  * only through the AVX-512 tables. Same bits as cpu_matmul_q8_avx512 (cpu_simd.h). */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,13 +14,12 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Generation streams the panels from memory: per block, a step of a software prefetch
- * run PF_PANELS panels ahead, at the pace the panels are read (cpu_simd.h), into L2.
- * Measured on the 1B layer sequence (16 x q, k, v, o, gate, up, down + output, 2
- * threads): no prefetch reads at ~75% of the prefetched speed; PREFETCHT1 1 panel ahead
- * beat 2, 4 and 8 panels by 2-6% (Q4_0 and Q8_0, medians of interleaved passes), and a
- * fixed 4-16 KiB distance by 1-4%; NTA halved the speed. */
-#define PF_PANELS 1
+/* Generation streams the panels from memory: per block, the same block of the next
+ * panel into L2 (cpu_prefetch_next_panel_l2). Measured on the 1B layer sequence (16 x
+ * q, k, v, o, gate, up, down + output, 2 threads): no prefetch reads at ~75% of the
+ * prefetched speed; PREFETCHT1 1 panel ahead beat 2, 4 and 8 panels by 2-6% (Q4_0 and
+ * Q8_0, medians of interleaved passes), and a fixed 4-16 KiB distance by 1-4%; NTA
+ * halved the speed. */
 
 /* Block b's 16 rows as the u8 operands of vpdpbusd: Q8_0 as w + 128 (bias 128), Q4_0 as
  * the low nibbles 0..15 (bias 8) in wv[0..3] and the high ones as 16 x (0..15), masked
@@ -81,7 +81,7 @@ INLINE __m512 step(uint32_t type, const __m512i wv[8], __m512 dw, const q8_token
 /* NT tokens from t0 against one panel. Per block: 4 or 8 loads, 8-12 ops to make the
  * operands, then per token 8 vpdpbusd and 5 ops; no transpose, no gather. */
 INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, const q8_tokens *tk,
-                  int32_t t0, int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
+                  int32_t t0, int NT, float *y, int64_t r0, __mmask16 keep, bool prefetch)
 {
     const uint8_t *scales = panel + (size_t)tk->nb * w->wq_bytes;
     __m512 acc[8];
@@ -90,8 +90,9 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
         acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < tk->nb; b++) {
         const uint8_t *q = panel + (size_t)b * w->wq_bytes;
-        if (pf)   /* into L2: L1 has too few miss buffers for this distance */
-            cpu_prefetch_run_step_l2(pf);
+        if (prefetch)   /* into L2: L1 has too few miss buffers for this distance */
+            cpu_prefetch_next_panel_l2(q, type == GGML_TYPE_Q8_0 ? 8 : 4, scales + 32 * b,
+                                       w->panel_bytes);
         __m512i wv[8];
         load_block(type, q, wv);
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
@@ -105,20 +106,20 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
 }
 
 /* Tokens [t0, t1) in chunks of up to 8. A first chunk of at most 4 tokens reads the
- * panel from memory and steps pf; the others find it in cache. */
+ * panel from memory and, if `prefetch`, asks for the next; the others find it in cache. */
 INLINE void tokens_t(uint32_t type, const cpu_packed *w, const uint8_t *panel, const q8_tokens *tk,
                      int32_t t0, int32_t t1, float *y, int64_t r0, __mmask16 keep,
-                     cpu_prefetch_run *pf)
+                     bool prefetch)
 {
     for (int32_t t = t0; t < t1;) {
         const int left = t1 - t, nt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
         switch (nt) {
-        case 8: chunk(type, w, panel, tk, t, 8, y, r0, keep, NULL); break;
-        case 4: chunk(type, w, panel, tk, t, 4, y, r0, keep, pf); break;
-        case 2: chunk(type, w, panel, tk, t, 2, y, r0, keep, pf); break;
-        default: chunk(type, w, panel, tk, t, 1, y, r0, keep, pf); break;
+        case 8: chunk(type, w, panel, tk, t, 8, y, r0, keep, false); break;
+        case 4: chunk(type, w, panel, tk, t, 4, y, r0, keep, prefetch); break;
+        case 2: chunk(type, w, panel, tk, t, 2, y, r0, keep, prefetch); break;
+        default: chunk(type, w, panel, tk, t, 1, y, r0, keep, prefetch); break;
         }
-        pf = NULL;
+        prefetch = false;
         t += nt;
     }
 }
@@ -132,12 +133,11 @@ static void panel_tokens(const cpu_packed *w, const q8_tokens *tk, int64_t p, in
     const int64_t r0 = p * CPU_PANEL_ROWS;
     const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    cpu_prefetch_run pf = cpu_prefetch_run_init(panel + PF_PANELS * w->panel_bytes,
-                                                w->panel_bytes, pf_end ? pf_end : panel, tk->nb);
+    const bool prefetch = pf_end && (size_t)(pf_end - panel) >= 2 * w->panel_bytes;
     if (w->type == GGML_TYPE_Q8_0)
-        tokens_t(GGML_TYPE_Q8_0, w, panel, tk, t0, t1, y, r0, keep, pf_end ? &pf : NULL);
+        tokens_t(GGML_TYPE_Q8_0, w, panel, tk, t0, t1, y, r0, keep, prefetch);
     else
-        tokens_t(GGML_TYPE_Q4_0, w, panel, tk, t0, t1, y, r0, keep, pf_end ? &pf : NULL);
+        tokens_t(GGML_TYPE_Q4_0, w, panel, tk, t0, t1, y, r0, keep, prefetch);
 }
 
 void cpu_packed_avx512_tokens(const cpu_packed *w, const q8_tokens *tk, int64_t p, int32_t t0,
