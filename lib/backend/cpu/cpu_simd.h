@@ -96,6 +96,33 @@ static inline void cpu_prefetch_next_panel_l2(const uint8_t *q, int lines, const
         __builtin_prefetch(scale + panel_bytes, 0, 2);
 }
 
+/* Attention reads the cache a block of keys at a time, and each key's row of one kv head
+ * is a few lines in a strided layout (every position holds all kv heads), which the
+ * hardware prefetchers follow poorly: the kernels were bound by the latency of those
+ * misses even with the cache in L3. This asks for rows [j, j + n) of K and V (positions
+ * row_floats apart, `bytes` from each of k and v) into L1, a block before they are
+ * read. Measured (16 layers of 32/8 heads of 64, one token after 576 positions, KV cold,
+ * 2 threads, AVX-512 kernel): 4.1 -> 3.1 ms; two blocks ahead, or a second block into
+ * L2, no better. */
+static inline void cpu_prefetch_lines_l1(const void *p, size_t bytes)
+{
+    const uintptr_t end = (uintptr_t)p + bytes;
+    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)63; a < end; a += 64) {
+        __builtin_prefetch((const void *)a, 0, 3);
+        CPU_KEEP_PREFETCH_LOOP();
+    }
+}
+
+static inline void cpu_prefetch_kv_rows(const float *k, const float *v, int64_t j, int64_t n,
+                                        int32_t row_floats, size_t bytes)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const size_t at = (size_t)(j + i) * (size_t)row_floats;
+        cpu_prefetch_lines_l1(k + at, bytes);
+        cpu_prefetch_lines_l1(v + at, bytes);
+    }
+}
+
 /* The float kernels read their rows where they lie (no packed copy): a tile of n rows
  * walks n streams at once, which the hardware prefetchers follow poorly too. While the
  * tile reads the line at byte `off` of each row, this asks for the same line of the next
