@@ -131,6 +131,87 @@ static inline __attribute__((always_inline)) void pv_accumulate(float *acc, cons
     }
 }
 
+/* One query's online-softmax step over a block: its cnt scores (raw, unscaled) scaled
+ * and exponentiated against the new running max into pe (lanes past cnt: 0), the
+ * output so far (acc, nv chunks) and the sum l rescaled when the max grows. */
+static inline __attribute__((always_inline)) void softmax_step(__m512 raw, float scale, int cnt,
+                                                             float *m, float *l, float *acc,
+                                                             int nv, float *pe)
+{
+    __m512 s = _mm512_mul_ps(raw, _mm512_set1_ps(scale));
+    s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << cnt) - 1), s);
+    const float m_new = fmaxf(*m, _mm512_reduce_max_ps(s));
+    const __m512 e = avx512_exp_ps(_mm512_sub_ps(s, _mm512_set1_ps(m_new)));
+    if (m_new > *m) {
+        const float corr = _mm512_cvtss_f32(avx512_exp_ps(_mm512_set1_ps(*m - m_new)));
+        *l *= corr;
+        for (int c = 0; c < nv; c++)
+            _mm512_storeu_ps(acc + 16 * c,
+                             _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * c), _mm512_set1_ps(corr)));
+        *m = m_new;
+    }
+    *l += _mm512_reduce_add_ps(e);
+    _mm512_storeu_ps(pe, e);
+}
+
+/* pv_accumulate for four queries with the same keys (acc: their [4][nv * 16] outputs,
+ * pe: their weights): each value vector is loaded once for the four. Chunks go two at
+ * a time (4 queries x 2 chunks x even/odd keys = 16 accumulators); each query's steps
+ * per chunk are pv_accumulate's, so the bits are the same. */
+static inline __attribute__((always_inline)) void pv_accumulate4(float *acc, const float (*pe)[16],
+                                                               const float *const *vrow, int cnt,
+                                                               int nv, __mmask16 tail)
+{
+    for (int c0 = 0; c0 < nv; c0 += 2) {
+        const int ncv = nv - c0 < 2 ? nv - c0 : 2;
+        __mmask16 mk[2];
+        __m512 a0[4][2], a1[4][2];
+        CPU_UNROLL
+        for (int k = 0; k < 2; k++) {
+            mk[k] = c0 + k == nv - 1 ? tail : 0xffff;
+            CPU_UNROLL
+            for (int u = 0; u < 4; u++)
+                a0[u][k] = a1[u][k] = _mm512_setzero_ps();
+        }
+        int jj = 0;
+        for (; jj + 2 <= cnt; jj += 2) {
+            const float *v0 = vrow[jj] + 16 * c0, *v1 = vrow[jj + 1] + 16 * c0;
+            CPU_UNROLL
+            for (int k = 0; k < 2; k++) {
+                if (k < ncv) {
+                    const __m512 w0 = _mm512_maskz_loadu_ps(mk[k], v0 + 16 * k);
+                    const __m512 w1 = _mm512_maskz_loadu_ps(mk[k], v1 + 16 * k);
+                    CPU_UNROLL
+                    for (int u = 0; u < 4; u++) {
+                        a0[u][k] = _mm512_fmadd_ps(_mm512_set1_ps(pe[u][jj]), w0, a0[u][k]);
+                        a1[u][k] = _mm512_fmadd_ps(_mm512_set1_ps(pe[u][jj + 1]), w1, a1[u][k]);
+                    }
+                }
+            }
+        }
+        if (jj < cnt) {
+            const float *v0 = vrow[jj] + 16 * c0;
+            CPU_UNROLL
+            for (int k = 0; k < 2; k++)
+                if (k < ncv) {
+                    const __m512 w0 = _mm512_maskz_loadu_ps(mk[k], v0 + 16 * k);
+                    CPU_UNROLL
+                    for (int u = 0; u < 4; u++)
+                        a0[u][k] = _mm512_fmadd_ps(_mm512_set1_ps(pe[u][jj]), w0, a0[u][k]);
+                }
+        }
+        CPU_UNROLL
+        for (int u = 0; u < 4; u++)
+            CPU_UNROLL
+            for (int k = 0; k < 2; k++)
+                if (k < ncv) {
+                    float *o = acc + (size_t)u * nv * 16 + 16 * (c0 + k);
+                    _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o),
+                                                      _mm512_add_ps(a0[u][k], a1[u][k])));
+                }
+    }
+}
+
 static void attention_group_avx512(const attention_params *p, const float *q, const float *k,
                                    const float *v, float *out, int32_t t0, int32_t t1,
                                    int32_t h0, int32_t h1, float *scratch)
@@ -182,40 +263,31 @@ static void attention_group_avx512(const attention_params *p, const float *q, co
         const float *vrow[16];
         for (int i = 0; i < 16; i++)   /* rows past the last key are never read */
             vrow[i] = vb + (size_t)(j0 + (i < last ? i : last)) * (size_t)p->kv_stride;
-        __m512 raw[4];   /* unscaled scores of the four queries from i & ~3 */
-        bool quad_done = false;
-        for (int i = 0; i < nq; i++) {
+        for (int i = 0; i < nq;) {
             /* Queries of one token (heads h0..) see the same keys: four at a time, they
-             * share each kt load (the loads, not the FMAs, bound this part). n_kv does
-             * not fall with i, so equal ends mean four equal counts. */
-            const int quad = i % 4;
-            if (quad == 0) {
-                quad_done = i + 4 <= nq && n_kv[i + 3] == n_kv[i] && j0 < n_kv[i];
-                if (quad_done)
-                    qk_dots4(qp + i, kt, hd, raw);
-            }
-            if (j0 >= n_kv[i])
+             * share each kt load and each V load (the loads, not the FMAs, bound these
+             * parts). n_kv does not fall with i, so equal ends mean four equal counts. */
+            if (i % 4 == 0 && i + 4 <= nq && n_kv[i + 3] == n_kv[i] && j0 < n_kv[i]) {
+                const int cnt = n_kv[i] - j0 < 16 ? (int)(n_kv[i] - j0) : 16;
+                __m512 raw[4];
+                _Alignas(64) float pe[4][16];
+                qk_dots4(qp + i, kt, hd, raw);
+                CPU_UNROLL
+                for (int u = 0; u < 4; u++)
+                    softmax_step(raw[u], p->scale, cnt, &m[i + u], &l[i + u],
+                                 acc + (size_t)(i + u) * nv * 16, nv, pe[u]);
+                pv_accumulate4(acc + (size_t)i * nv * 16, pe, vrow, cnt, nv, tail);
+                i += 4;
                 continue;
-            const int cnt = n_kv[i] - j0 < 16 ? (int)(n_kv[i] - j0) : 16;
-            if (!quad_done)
-                raw[quad] = qk_dots4_one(qp[i], kt, hd);
-            __m512 s = _mm512_mul_ps(raw[quad], _mm512_set1_ps(p->scale));
-            s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << cnt) - 1), s);
-            const float m_new = fmaxf(m[i], _mm512_reduce_max_ps(s));
-            const __m512 e = avx512_exp_ps(_mm512_sub_ps(s, _mm512_set1_ps(m_new)));
-            float *ai = acc + (size_t)i * nv * 16;
-            if (m_new > m[i]) {
-                const float corr = _mm512_cvtss_f32(avx512_exp_ps(_mm512_set1_ps(m[i] - m_new)));
-                l[i] *= corr;
-                for (int c = 0; c < nv; c++)
-                    _mm512_storeu_ps(ai + 16 * c,
-                                     _mm512_mul_ps(_mm512_loadu_ps(ai + 16 * c), _mm512_set1_ps(corr)));
-                m[i] = m_new;
             }
-            l[i] += _mm512_reduce_add_ps(e);
-            float pe[16];
-            _mm512_storeu_ps(pe, e);
-            pv_accumulate(acc + (size_t)i * nv * 16, pe, vrow, cnt, nv, tail);
+            if (j0 < n_kv[i]) {
+                const int cnt = n_kv[i] - j0 < 16 ? (int)(n_kv[i] - j0) : 16;
+                _Alignas(64) float pe[16];
+                softmax_step(qk_dots4_one(qp[i], kt, hd), p->scale, cnt, &m[i], &l[i],
+                             acc + (size_t)i * nv * 16, nv, pe);
+                pv_accumulate(acc + (size_t)i * nv * 16, pe, vrow, cnt, nv, tail);
+            }
+            i++;
         }
     }
     for (int i = 0; i < nq; i++) {
