@@ -10,7 +10,6 @@
  * the integer sums are exact in any order, and each lane takes that kernel's float
  * steps. */
 #include <immintrin.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -25,10 +24,9 @@
 #define X_QS 4
 #define X_BSUMS 260
 
-/* As for Q8_0/Q4_0 (cpu_packed_avx512.c): per block, the same block of the next panel
- * into L2 (cpu_prefetch_next_panel_l2). */
-#define Q4K_BLOCK_VECTORS 36   /* a block of a panel, in 64-byte vectors (wq_bytes / 64) */
-#define Q6K_BLOCK_VECTORS 52
+/* As for Q8_0/Q4_0 (cpu_packed_avx512.c): a prefetch run one panel ahead into L2, a
+ * slice per block. */
+#define PF_PANELS 1
 
 /* The scales of one block's 16 rows, decoded from vectors 1-3 (bytes s[0..11] of each
  * row): for sub-block j < 4, sc = s[j] & 63, m = s[j + 4] & 63; for j >= 4,
@@ -110,7 +108,7 @@ INLINE __m512 finish_block(const q4k_scales *s, const uint8_t *xb, __m512i isum,
  * per block the scales once, per sub-block pair
  * eight loads and sixteen masks, then per token 16 vpdpbusd and the scale products. */
 INLINE void chunk_q4k(const cpu_packed *w, const uint8_t *panel, const matmul_input *in, int32_t t0,
-                  int NT, float *y, int64_t r0, __mmask16 keep, bool prefetch)
+                  int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
 {
     __m512 acc[8];
     CPU_UNROLL
@@ -119,8 +117,8 @@ INLINE void chunk_q4k(const cpu_packed *w, const uint8_t *panel, const matmul_in
     const __m512i m_lo = _mm512_set1_epi8(0x0f), m_hi = _mm512_set1_epi8((char)0xf0);
     for (int64_t b = 0; b < w->nb; b++) {
         const uint8_t *blk = panel + (size_t)b * w->wq_bytes;
-        if (prefetch)   /* 36 vectors, no scales region */
-            cpu_prefetch_next_panel_l2(blk, Q4K_BLOCK_VECTORS, NULL, w->panel_bytes);
+        if (pf)   /* into L2, as the Q8_0/Q4_0 kernel does */
+            cpu_prefetch_run_step_l2(pf);
         q4k_scales s;
         decode_scales(blk, &s);
         __m512i isum[8];
@@ -180,7 +178,7 @@ INLINE void q6_quads(const uint8_t *blk, int h, int g, __m512i w[4])
  * isum - 32 * sum_j sc_j bsum_j (by vpdpwssd against the bsum pairs) is the contract's
  * sum_j sc_j sum (q - 32) x, and acc = fma(d dx, isum, acc). */
 INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_input *in, int32_t t0,
-                     int NT, float *y, int64_t r0, __mmask16 keep, bool prefetch)
+                     int NT, float *y, int64_t r0, __mmask16 keep, cpu_prefetch_run *pf)
 {
     const uint8_t *scales = panel + (size_t)w->nb * w->wq_bytes;
     __m512 acc[4];
@@ -189,9 +187,8 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
         acc[j] = _mm512_setzero_ps();
     for (int64_t b = 0; b < w->nb; b++) {
         const uint8_t *blk = panel + (size_t)b * w->wq_bytes;
-        if (prefetch)   /* 52 vectors, and d in the scales region */
-            cpu_prefetch_next_panel_l2(blk, Q6K_BLOCK_VECTORS, scales + 32 * b,
-                                       w->panel_bytes);
+        if (pf)
+            cpu_prefetch_run_step_l2(pf);
         __m512i sc[16], scp[8];
         CPU_UNROLL
         for (int k = 0; k < 4; k++) {
@@ -270,7 +267,7 @@ INLINE void chunk_q6(const cpu_packed *w, const uint8_t *panel, const matmul_inp
 }
 
 /* Panel p, every token: chunks of 8 (Q4_K), 4, 2 and 1; the first reads the panel from memory
- * and asks for the next one if it lies before pf_end. */
+ * and steps the prefetch run, which stops at pf_end. */
 static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p, float *y,
                          const uint8_t *pf_end)
 {
@@ -278,7 +275,9 @@ static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p,
     const int64_t r0 = p * CPU_PANEL_ROWS;
     const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    bool pf = (size_t)(pf_end - panel) >= 2 * w->panel_bytes;
+    cpu_prefetch_run run = cpu_prefetch_run_init(panel + PF_PANELS * w->panel_bytes,
+                                                 w->panel_bytes, pf_end, w->nb);
+    cpu_prefetch_run *pf = &run;
     for (int32_t t = 0; t < in->n_tok;) {
         /* Q4_K takes 8 tokens at a time (6% faster prompts than 4); Q6_K's 4 group
          * sums per token leave registers for 4 */
@@ -301,7 +300,7 @@ static void panel_tokens(const cpu_packed *w, const matmul_input *in, int64_t p,
             default: chunk_q4k(w, panel, in, t, 1, y, r0, keep, pf); break;
             }
         }
-        pf = false;
+        pf = NULL;
         t += nt;
     }
 }
