@@ -152,9 +152,8 @@ static void attention_avx2(const attention_params *p, const float *q, const floa
     float m = -INFINITY, l = 0.0f;
     for (int64_t j0 = 0; j0 < n_kv; j0 += 8) {
         const int cnt = n_kv - j0 < 8 ? (int)(n_kv - j0) : 8;
-        if (j0 + 8 < n_kv)   /* the next block's K and V rows, into L1 */
-            cpu_prefetch_kv_rows(kb, vb, j0 + 8, n_kv - j0 - 8 < 8 ? n_kv - j0 - 8 : 8,
-                                 p->kv_stride, (size_t)hd * sizeof(float));
+        cpu_prefetch_kv_rows(kb, vb, j0 + 8, j0 + 16 < n_kv ? j0 + 16 : n_kv, p->kv_stride,
+                             (size_t)hd * sizeof(float));   /* the next block */
         __m256 part[8];
         CPU_UNROLL
         for (int i = 0; i < 8; i++) {

@@ -245,9 +245,8 @@ static void attention_group_avx512(const attention_params *p, const float *q, co
     const int64_t max_kv = (int64_t)p->n_past + t1;
     for (int64_t j0 = 0; j0 < max_kv; j0 += 16) {
         const int64_t last = (max_kv - j0 < 16 ? max_kv - j0 : 16) - 1;
-        if (j0 + 16 < max_kv)   /* the next block's K and V rows, into L1 */
-            cpu_prefetch_kv_rows(kb, vb, j0 + 16, max_kv - j0 - 16 < 16 ? max_kv - j0 - 16 : 16,
-                                 p->kv_stride, (size_t)hd * sizeof(float));
+        cpu_prefetch_kv_rows(kb, vb, j0 + 16, j0 + 32 < max_kv ? j0 + 32 : max_kv,
+                             p->kv_stride, (size_t)hd * sizeof(float));   /* the next block */
         for (int c = 0; c < nv; c++) {
             __m512 r[16];
             CPU_UNROLL

@@ -17,7 +17,6 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-
 /* The exact int8 dots of block b's 16 rows (two halves of 8 lanes) with NT tokens'
  * 32 int8 x at xb[j]: s[j][h] for half h.
  *   Q8_0: vector g (64 bytes) holds the rows' weights under x's dword g; per half,
@@ -204,8 +203,8 @@ void cpu_matmul_packed_avx2(const cpu_packed *w, const matmul_input *in, float *
         return;
     }
     for (int64_t p = p0; p < p1; p++) {
-        const bool prefetch = (size_t)(pf_end - (w->data + (size_t)p * w->panel_bytes)) >=
-                              2 * w->panel_bytes;
+        const bool prefetch = cpu_next_panel_is_ours(w, w->data + (size_t)p * w->panel_bytes,
+                                                     pf_end);
         if (w->type == GGML_TYPE_Q8_0)
             panel_all(GGML_TYPE_Q8_0, w, in, p, dx, sx8, y, prefetch);
         else

@@ -133,7 +133,7 @@ static void panel_tokens(const cpu_packed *w, const q8_tokens *tk, int64_t p, in
     const int64_t r0 = p * CPU_PANEL_ROWS;
     const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
     const __mmask16 keep = (__mmask16)((1u << nr) - 1);
-    const bool prefetch = pf_end && (size_t)(pf_end - panel) >= 2 * w->panel_bytes;
+    const bool prefetch = cpu_next_panel_is_ours(w, panel, pf_end);
     if (w->type == GGML_TYPE_Q8_0)
         tokens_t(GGML_TYPE_Q8_0, w, panel, tk, t0, t1, y, r0, keep, prefetch);
     else

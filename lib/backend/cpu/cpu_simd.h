@@ -78,9 +78,9 @@ static inline void cpu_prefetch_run_step_l2(cpu_prefetch_run *r)
 /* The packed kernels' prefetch. Panels lie end to end, so while block b of a panel is
  * read, this asks for the same block of the next panel (panel_bytes on) into L2: `lines`
  * lines of quants from q, and the line of the scales region holding the 32 bytes at
- * `scale` (NULL: the layout has none) when they start it. The same pace as the reads,
- * fixed addresses, no per-line bounds: the caller checks once per panel that the next
- * panel is its to read. Against a run over the next panel in address order
+ * `scale` when they start it. The same pace as the reads, fixed addresses, no per-line
+ * bounds: the caller checks once per panel (cpu_next_panel_is_ours) that the next panel
+ * is its to read. Against a run over the next panel in address order
  * (cpu_prefetch_run: a loop with a bound check and a store per line, and the scales
  * asked for only at the run's end), the 1B layer sequence in Q4_0 (2 threads, one
  * token) read at 86-92% of a streaming read of the same matrices instead of 83-89%. */
@@ -92,18 +92,19 @@ static inline void cpu_prefetch_next_panel_l2(const uint8_t *q, int lines, const
         __builtin_prefetch(q + panel_bytes + 64 * (size_t)l, 0, 2);
         CPU_KEEP_PREFETCH_LOOP();
     }
-    if (scale && ((uintptr_t)scale & 63) == 0)
+    if (((uintptr_t)scale & 63) == 0)
         __builtin_prefetch(scale + panel_bytes, 0, 2);
 }
 
-/* Attention reads the cache a block of keys at a time, and each key's row of one kv head
- * is a few lines in a strided layout (every position holds all kv heads), which the
- * hardware prefetchers follow poorly: the kernels were bound by the latency of those
- * misses even with the cache in L3. This asks for rows [j, j + n) of K and V (positions
- * row_floats apart, `bytes` from each of k and v) into L1, a block before they are
- * read. Measured (16 layers of 32/8 heads of 64, one token after 576 positions, KV cold,
- * 2 threads, AVX-512 kernel): 4.1 -> 3.1 ms; two blocks ahead, or a second block into
- * L2, no better. */
+/* Whether the panel after `panel` lies wholly before pf_end (the end of the calling
+ * thread's run of w's panels; NULL: no prefetching). */
+static inline bool cpu_next_panel_is_ours(const cpu_packed *w, const uint8_t *panel,
+                                          const uint8_t *pf_end)
+{
+    return pf_end && (size_t)(pf_end - panel) >= 2 * w->panel_bytes;
+}
+
+/* Lines [p, p + bytes) into L1. */
 static inline void cpu_prefetch_lines_l1(const void *p, size_t bytes)
 {
     const uintptr_t end = (uintptr_t)p + bytes;
@@ -113,11 +114,19 @@ static inline void cpu_prefetch_lines_l1(const void *p, size_t bytes)
     }
 }
 
-static inline void cpu_prefetch_kv_rows(const float *k, const float *v, int64_t j, int64_t n,
+/* Attention reads the cache a block of keys at a time, and each key's row of one kv head
+ * is a few lines in a strided layout (every position holds all kv heads), which the
+ * hardware prefetchers follow poorly: the kernels were bound by the latency of those
+ * misses even with the cache in L3. This asks for positions [j, j_end) of K and V
+ * (row_floats apart, `bytes` from each of k and v; none if j >= j_end) into L1, a block
+ * before they are read. Measured (16 layers of 32/8 heads of 64, one token after 576
+ * positions, KV cold, 2 threads, AVX-512 kernel): 4.1 -> 3.1 ms; two blocks ahead, or a
+ * second block into L2, no better. */
+static inline void cpu_prefetch_kv_rows(const float *k, const float *v, int64_t j, int64_t j_end,
                                         int32_t row_floats, size_t bytes)
 {
-    for (int64_t i = 0; i < n; i++) {
-        const size_t at = (size_t)(j + i) * (size_t)row_floats;
+    for (; j < j_end; j++) {
+        const size_t at = (size_t)j * (size_t)row_floats;
         cpu_prefetch_lines_l1(k + at, bytes);
         cpu_prefetch_lines_l1(v + at, bytes);
     }
