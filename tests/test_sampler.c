@@ -9,12 +9,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <cmocka.h>
 
+#include "base/error.h"
 #include "sample/sampler.h"
 
 /* ---- the reference ------------------------------------------------------------- */
@@ -193,6 +195,60 @@ static void same_token_as_the_full_sort_for_every_setting(void **state)
     free(logits);
 }
 
+/* Greedy without penalties reads the logits in place, a chunk at a time: the first of
+ * equal maxima wherever the chunks fall (ties within and across chunks, -0 and +0,
+ * every logit -inf), and a NaN anywhere is an error naming its index. */
+static int32_t ref_first_largest(const float *l, int32_t n)
+{
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (l[i] > l[best])
+            best = i;
+    return best;
+}
+
+static void greedy_takes_the_first_largest_logit(void **state)
+{
+    (void)state;
+    static const int32_t sizes[] = {1, 7, 8, 9, 255, 256, 257, 511, 512, 513, 1000, 128256};
+    sampler_config cfg = {.temperature = 0, .repeat_penalty = 1.0f, .repeat_last_n = 64};
+    sampler s;
+    assert_int_equal(sampler_configure(&s, &cfg), LMRT_OK);
+    float *l = malloc(sizeof(float) * 128256);
+    assert_non_null(l);
+    long compared = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int trial = 0; trial < 200; trial++) {
+            const int32_t n = sizes[si];
+            const int kind = trial % 5;
+            for (int32_t i = 0; i < n; i++)   /* a coarse grid: many ties */
+                l[i] = kind == 4 ? -INFINITY : (float)(lcg() % 9) - 8.0f;
+            if (kind == 1)   /* the top value twice, the later one in another chunk */
+                for (int k = 0; k < 2; k++)
+                    l[lcg() % (uint32_t)n] = 0.5f;
+            if (kind == 2)   /* zeros of both signs on top */
+                for (int k = 0; k < 3; k++)
+                    l[lcg() % (uint32_t)n] = k % 2 ? -0.0f : 0.0f;
+            if (kind == 3)
+                l[n - 1] = 1.0f;   /* the largest last, in a tail */
+            int32_t got = -1;
+            assert_int_equal(sampler_sample(&s, l, n, NULL, 0, NULL, &got), LMRT_OK);
+            assert_int_equal(got, ref_first_largest(l, n));
+            compared++;
+            if (trial % 10 == 0) {   /* a NaN, possibly after the largest */
+                const int32_t at = (int32_t)(lcg() % (uint32_t)n);
+                l[at] = NAN;
+                assert_int_equal(sampler_sample(&s, l, n, NULL, 0, NULL, &got),
+                                 LMRT_E_INTERNAL);
+                char want[64];
+                snprintf(want, sizeof want, "logit %d is NaN", (int)at);
+                assert_non_null(strstr(lmrt_last_error(), want));
+            }
+        }
+    assert_int_equal(compared, 12 * 200);
+    free(l);
+}
+
 /* The point of the selection: a Llama 3 vocabulary with the default top_k of 40 must
  * not cost a sort of 128256 candidates. Measured here as CPU time against greedy
  * over the candidate table (a penalty is set, with no history, so that greedy builds
@@ -244,6 +300,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_token_as_the_full_sort_for_every_setting),
+        cmocka_unit_test(greedy_takes_the_first_largest_logit),
         cmocka_unit_test(top_k_costs_about_a_pass_over_the_vocabulary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -163,6 +163,54 @@ static void softmax(candidate *cand, size_t n, float temperature)
         cand[i].p = (float)(cand[i].p / sum);
 }
 
+/* The index of the first of the largest of x[0..n), n > 0; *nan_at is the first NaN's
+ * index, or -1 when there is none (then the index is meaningless). Chunk by chunk: a
+ * chunk's largest value on 8 independent maxima (the compiler makes them one vector
+ * max), and a search for its first index only when it beats the best so far. A plain
+ * loop, one compare and branch per logit on a chain, took ~0.5 ms for Llama 3's 128256
+ * logits on the 2.1 GHz Xeon (1.5% of a token of the 1B in Q4_0); this ~0.03 ms. */
+#define LARGEST_CHUNK 256
+
+static int32_t first_largest(const float *x, int32_t n, int32_t *nan_at)
+{
+    int32_t best = 0;
+    float best_v = x[0];
+    *nan_at = -1;
+    for (int32_t c0 = 0; c0 < n; c0 += LARGEST_CHUNK) {
+        const int32_t c1 = n - c0 < LARGEST_CHUNK ? n : c0 + LARGEST_CHUNK;
+        float m[8];
+        int nan = 0;
+        int32_t i = c0;
+        for (int k = 0; k < 8; k++)
+            m[k] = x[c0];
+        for (; i + 8 <= c1; i += 8)
+            for (int k = 0; k < 8; k++) {
+                const float v = x[i + k];
+                nan |= v != v;
+                m[k] = v > m[k] ? v : m[k];
+            }
+        for (; i < c1; i++) {
+            nan |= x[i] != x[i];
+            m[0] = x[i] > m[0] ? x[i] : m[0];
+        }
+        if (nan) {
+            for (i = c0; x[i] == x[i]; i++)
+                ;
+            *nan_at = i;
+            return 0;
+        }
+        for (int k = 1; k < 8; k++)
+            m[0] = m[k] > m[0] ? m[k] : m[0];
+        if (c0 == 0 || m[0] > best_v) {   /* strictly larger: an equal later one loses */
+            for (i = c0; !(x[i] == m[0]); i++)
+                ;
+            best = i;
+            best_v = m[0];
+        }
+    }
+    return best;
+}
+
 lmrt_status sampler_sample(sampler *s, const float *logits, int32_t n_vocab,
                            const int32_t *history, size_t n_history, void *scratch,
                            int32_t *out_token)
@@ -172,15 +220,11 @@ lmrt_status sampler_sample(sampler *s, const float *logits, int32_t n_vocab,
         return lmrt_fail(LMRT_E_INVALID_ARG, "sampler: empty vocabulary");
     if (c->temperature <= 0.0f && penalties_off(c)) {
         /* Greedy on the logits as they are: no candidate table (1.5 MB to write for
-         * Llama 3, ~0.8 ms a token). The first of equal maxima, as below. */
-        int32_t best = 0;
-        for (int32_t i = 0; i < n_vocab; i++) {
-            if (isnan(logits[i]))
-                return lmrt_fail(LMRT_E_INTERNAL, "sampler: logit %d is NaN", (int)i);
-            if (logits[i] > logits[best])
-                best = i;
-        }
-        *out_token = best;
+         * Llama 3, ~0.8 ms a token). */
+        int32_t nan_at;
+        *out_token = first_largest(logits, n_vocab, &nan_at);
+        if (nan_at >= 0)
+            return lmrt_fail(LMRT_E_INTERNAL, "sampler: logit %d is NaN", (int)nan_at);
         return LMRT_OK;
     }
     candidate *cand = scratch;
