@@ -5,18 +5,27 @@
  *              [--bw-mib MIB] [--bw-seconds S] [--json] [--backend auto|cpu|cuda]
  *
  * No -m: the built-in model. Defaults: -p 512 -n 128 -r 5, -t 0 (one thread per core).
- * After one untimed warm-up token (it faults the mapped weights in), each repeat
- * opens a fresh session with n_ctx = p + n, feeds p fixed pseudo-random token ids in
- * one lmrt_session_feed_tokens call (pp), then generates n tokens greedily with
- * lmrt_session_next_token (tg). Reported: medians and min..max over the repeats,
- * the bytes one generated token reads, the machine's read bandwidth measured here
- * with the same thread count, and the fraction of that roofline tg reaches:
+ * After one untimed warm-up token (it faults the mapped weights in), each repeat runs
+ * three tests, each on a fresh session with n_ctx = p + n, as llama-bench names them:
+ *
+ *   ppP       P fixed pseudo-random token ids fed in one lmrt_session_feed_tokens call;
+ *   tgN       N tokens decoded one at a time from an empty context (positions
+ *             0 .. N-1: the first token fed, then N-1 lmrt_session_next_token, greedy),
+ *             which is llama-bench's tgN;
+ *   tgN@pP    N tokens generated with lmrt_session_next_token after the ppP prompt
+ *             (positions P .. P+N-1): the same weights plus attention over P more
+ *             positions, the case of a chat after a long prompt.
+ *
+ * Reported: medians and min..max over the repeats, the bytes one generated token
+ * reads, the machine's read bandwidth measured here with the same thread count, and
+ * the fraction of that roofline each generation test reaches:
  *
  *   weight bytes/token = sum(blk.*) + output.weight (token_embd.weight when tied)
  *                        + output_norm + rope_freqs + one token_embd row
- *   KV bytes/token     = n_layer * (p + (n + 1) / 2) * n_head_kv * head_dim * 2 * 4
- *                        (K and V in F32, read up to the average decoded position)
- *   roofline fraction  = tg tokens/s * (weight + KV bytes/token) / read bandwidth
+ *   KV bytes/token     = n_layer * (past + (n + 1) / 2) * n_head_kv * head_dim * 2 * 4
+ *                        (K and V in F32, read up to the average decoded position;
+ *                        past = 0 for tgN, P for tgN@pP)
+ *   roofline fraction  = tokens/s * (weight + KV bytes/token) / read bandwidth
  *
  * The bandwidth is the best read rate the machine gives (a weaker loop understates
  * it and puts the fraction above 100%): wide loads (AVX-512, else AVX2, chosen at
@@ -255,10 +264,11 @@ static lmrt_status new_session(const bench *b, lmrt_session **out)
     return st;
 }
 
-/* pp then tg on a fresh session; tokens per second of each. *rss_anon and
- * *rss_file get the process's resident memory at the end, session still open. */
-static lmrt_status run_repeat(const bench *b, double *pp, double *tg, uint64_t *rss_anon,
-                              uint64_t *rss_file)
+/* ppP then tgN@pP on a fresh session; tokens per second of each. *rss_anon and
+ * *rss_file get the process's resident memory at the end, session still open (its
+ * cache is as full as a run's gets). */
+static lmrt_status run_prompt_then_gen(const bench *b, double *pp, double *tg,
+                                       uint64_t *rss_anon, uint64_t *rss_file)
 {
     lmrt_session *s = NULL;
     lmrt_status st = new_session(b, &s);
@@ -280,6 +290,26 @@ static lmrt_status run_repeat(const bench *b, double *pp, double *tg, uint64_t *
     return st;
 }
 
+/* tgN on a fresh session: N single-token decodes from position 0, as llama-bench's
+ * test_gen does (the first token is fed, each later one sampled and decoded). */
+static lmrt_status run_gen(const bench *b, double *tg)
+{
+    lmrt_session *s = NULL;
+    lmrt_status st = new_session(b, &s);
+    if (st != LMRT_OK)
+        return st;
+    double t0 = bench_now();
+    st = lmrt_session_feed_tokens(s, b->prompt, 1);
+    for (long i = 1; st == LMRT_OK && i < b->n_gen; i++) {
+        int32_t token;
+        st = lmrt_session_next_token(s, &token, NULL, 0, NULL);
+    }
+    double t1 = bench_now();
+    lmrt_session_free(s);
+    *tg = (double)b->n_gen / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
+    return st;
+}
+
 /* The untimed first token: faults in every weight page a token reads. */
 static lmrt_status warm_up(lmrt_session *s, const bench *b)
 {
@@ -298,9 +328,10 @@ typedef struct report {
     const char *lmrt_cpu;
     int n_threads;
     int32_t n_ctx;
-    const double *pp, *tg;
-    stats pps, tgs;
-    uint64_t file_bytes, kv_cache_bytes, weight_bytes, kv_bytes, peak_rss, rss_anon, rss_file;
+    const double *pp, *tg, *tgp;         /* ppP, tgN, tgN@pP */
+    stats pps, tgs, tgps;
+    uint64_t file_bytes, kv_cache_bytes, weight_bytes, peak_rss, rss_anon, rss_file;
+    uint64_t kv_bytes, kv_bytes_p;       /* KV read per token by tgN, by tgN@pP */
     size_t bw_buffer;
     double bandwidth;                    /* max(bw_before, bw_after) */
     double bw_before, bw_after;          /* before loading (0: not measured), after the runs */
@@ -312,9 +343,9 @@ static uint64_t budget(const report *r)
     return r->file_bytes + r->kv_cache_bytes + RSS_SLACK;
 }
 
-static double roofline(const report *r)
+static double roofline(const report *r, double tokens_per_s, uint64_t kv_bytes)
 {
-    return r->bandwidth > 0 ? r->tgs.median * (double)(r->weight_bytes + r->kv_bytes) /
+    return r->bandwidth > 0 ? tokens_per_s * (double)(r->weight_bytes + kv_bytes) /
                               r->bandwidth : 0;
 }
 
@@ -369,13 +400,18 @@ static void print_json(const report *r)
            o->n_gen, (int)r->n_ctx);
     json_samples("pp", r->pp, o->repeats, r->pps);
     json_samples("tg", r->tg, o->repeats, r->tgs);
+    json_samples("tg_after_prompt", r->tgp, o->repeats, r->tgps);
     printf("  \"weight_bytes_per_token\": %llu,\n  \"kv_bytes_per_token\": %llu,\n"
-           "  \"bytes_per_token\": %llu,\n", (unsigned long long)r->weight_bytes,
-           (unsigned long long)r->kv_bytes, (unsigned long long)(r->weight_bytes + r->kv_bytes));
+           "  \"bytes_per_token\": %llu,\n  \"kv_bytes_per_token_after_prompt\": %llu,\n"
+           "  \"bytes_per_token_after_prompt\": %llu,\n", (unsigned long long)r->weight_bytes,
+           (unsigned long long)r->kv_bytes, (unsigned long long)(r->weight_bytes + r->kv_bytes),
+           (unsigned long long)r->kv_bytes_p,
+           (unsigned long long)(r->weight_bytes + r->kv_bytes_p));
     printf("  \"bandwidth_gb_s\": %.3f,\n  \"bandwidth_before_gb_s\": %.3f,\n"
            "  \"bandwidth_after_gb_s\": %.3f,\n  \"bandwidth_buffer_bytes\": %zu,\n"
-           "  \"roofline_fraction\": %.6g,\n", r->bandwidth / 1e9, r->bw_before / 1e9,
-           r->bw_after / 1e9, r->bw_buffer, roofline(r));
+           "  \"roofline_fraction\": %.6g,\n  \"roofline_fraction_after_prompt\": %.6g,\n",
+           r->bandwidth / 1e9, r->bw_before / 1e9, r->bw_after / 1e9, r->bw_buffer,
+           roofline(r, r->tgs.median, r->kv_bytes), roofline(r, r->tgps.median, r->kv_bytes_p));
     printf("  \"kv_cache_bytes\": %llu,\n  \"peak_rss_bytes\": %llu,\n"
            "  \"rss_anon_bytes\": %llu,\n  \"rss_file_bytes\": %llu,\n"
            "  \"rss_budget_bytes\": %llu,\n  \"rss_within_budget\": %s,\n",
@@ -390,7 +426,7 @@ static void print_json(const report *r)
 static void print_text(const report *r)
 {
     const options *o = r->o;
-    uint64_t per_token = r->weight_bytes + r->kv_bytes, limit = budget(r);
+    uint64_t limit = budget(r);
     printf("model:     %s (%s, %s, %.3f B params, %.1f MiB of tensors, file %.1f MiB)\n",
            r->model_path, r->mi.name, r->mi.file_type, (double)r->mi.n_params / 1e9,
            (double)r->mi.n_bytes / MIB, (double)r->file_bytes / MIB);
@@ -400,17 +436,26 @@ static void print_text(const report *r)
            r->load_s, r->warmup_s);
     printf("machine:   1-minute load average %.2f before, %.2f after (other work on the "
            "cores)\n\n", r->loadavg_start, r->loadavg_end);
-    printf("| test   | tokens/s (median) | min .. max          | repeats |\n"
-           "|--------|------------------:|---------------------|--------:|\n");
-    printf("| pp%-4ld | %17.2f | %8.2f .. %-8.2f | %7ld |\n", o->n_prompt, r->pps.median,
-           r->pps.min, r->pps.max, o->repeats);
-    printf("| tg%-4ld | %17.2f | %8.2f .. %-8.2f | %7ld |\n\n", o->n_gen, r->tgs.median,
-           r->tgs.min, r->tgs.max, o->repeats);
-    printf("bytes/token (tg): %.1f MiB = %.1f MiB weights + %.2f MiB KV\n"
+    char name[3][48];
+    snprintf(name[0], sizeof name[0], "pp%ld", o->n_prompt);
+    snprintf(name[1], sizeof name[1], "tg%ld", o->n_gen);
+    snprintf(name[2], sizeof name[2], "tg%ld@p%ld", o->n_gen, o->n_prompt);
+    const stats *st[3] = {&r->pps, &r->tgs, &r->tgps};
+    printf("| test         | tokens/s (median) | min .. max          | repeats |\n"
+           "|--------------|------------------:|---------------------|--------:|\n");
+    for (int i = 0; i < 3; i++)
+        printf("| %-12s | %17.2f | %8.2f .. %-8.2f | %7ld |\n", name[i], st[i]->median,
+               st[i]->min, st[i]->max, o->repeats);
+    printf("\n(%s: from an empty context, as llama-bench; %s: after the %s prompt)\n\n",
+           name[1], name[2], name[0]);
+    printf("bytes/token: %s %.1f MiB, %s %.1f MiB = %.1f MiB weights + KV %.2f, %.2f MiB\n"
            "  weights = sum(blk.*) + output.weight (token_embd.weight if tied)"
            " + output_norm + rope_freqs + one token_embd row\n"
-           "  KV      = n_layer x (p + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes\n",
-           (double)per_token / MIB, (double)r->weight_bytes / MIB, (double)r->kv_bytes / MIB);
+           "  KV      = n_layer x (past + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes"
+           " (past = 0 for %s, p for %s)\n", name[1],
+           (double)(r->weight_bytes + r->kv_bytes) / MIB, name[2],
+           (double)(r->weight_bytes + r->kv_bytes_p) / MIB, (double)r->weight_bytes / MIB,
+           (double)r->kv_bytes / MIB, (double)r->kv_bytes_p / MIB, name[1], name[2]);
     printf("bandwidth: %.2f GB/s read (", r->bandwidth / 1e9);
     if (r->bw_before > 0)
         printf("best of %.2f before and %.2f after the runs", r->bw_before / 1e9,
@@ -419,7 +464,9 @@ static void print_text(const report *r)
         printf("after the runs; none measured before them");
     printf("; %d threads, %.0f MiB buffer, best pass of %.0f s each)\n", r->n_threads,
            (double)r->bw_buffer / MIB, o->bw_seconds);
-    printf("roofline:  tg x bytes/token / bandwidth = %.1f%%\n", 100 * roofline(r));
+    printf("roofline:  tokens/s x bytes/token / bandwidth: %s %.1f%%, %s %.1f%%\n", name[1],
+           100 * roofline(r, r->tgs.median, r->kv_bytes), name[2],
+           100 * roofline(r, r->tgps.median, r->kv_bytes_p));
     printf("memory:    peak RSS %.1f MiB (anon %.1f + file %.1f at the end of a run); budget "
            "file %.1f + KV %.1f + 64 = %.1f MiB: %s\n", (double)r->peak_rss / MIB,
            (double)r->rss_anon / MIB, (double)r->rss_file / MIB, (double)r->file_bytes / MIB,
@@ -488,7 +535,8 @@ int main(int argc, char **argv)
     lmrt_model *model = NULL;
     lmrt_context *ctx = NULL;
     lmrt_session *first = NULL;
-    double *pp = calloc(2 * (size_t)o.repeats, sizeof *pp), *tg = pp ? pp + o.repeats : NULL;
+    double *pp = calloc(3 * (size_t)o.repeats, sizeof *pp), *tg = pp ? pp + o.repeats : NULL;
+    double *tgp = pp ? pp + 2 * o.repeats : NULL;
     int32_t *prompt = NULL;
     model_bytes mb = {0, 0};
     int rc = 1;
@@ -530,10 +578,13 @@ int main(int argc, char **argv)
     lmrt_session_free(first);
     first = NULL;
     for (long i = 0; st == LMRT_OK && i < o.repeats; i++) {
-        st = run_repeat(&b, &pp[i], &tg[i], &r.rss_anon, &r.rss_file);
+        st = run_prompt_then_gen(&b, &pp[i], &tgp[i], &r.rss_anon, &r.rss_file);
+        if (st == LMRT_OK)
+            st = run_gen(&b, &tg[i]);
         if (st == LMRT_OK)
             fprintf(stderr, "lmrt-bench: repeat %ld/%ld: pp%ld %.2f tokens/s, tg%ld %.2f "
-                    "tokens/s\n", i + 1, o.repeats, o.n_prompt, pp[i], o.n_gen, tg[i]);
+                    "tokens/s, tg%ld@p%ld %.2f tokens/s\n", i + 1, o.repeats, o.n_prompt,
+                    pp[i], o.n_gen, tg[i], o.n_gen, o.n_prompt, tgp[i]);
     }
     r.peak_rss = peak_rss_bytes();   /* before the bandwidth buffer exists */
     if (st == LMRT_OK)
@@ -544,11 +595,15 @@ int main(int argc, char **argv)
     }
     r.pp = pp;
     r.tg = tg;
+    r.tgp = tgp;
     r.pps = summarize(pp, o.repeats);
     r.tgs = summarize(tg, o.repeats);
+    r.tgps = summarize(tgp, o.repeats);
     r.weight_bytes = mb.weights;
-    /* Decoding the token at position q reads q + 1 cached positions; q runs p .. p+n-1. */
-    r.kv_bytes = mb.kv_per_pos * (uint64_t)o.n_prompt + mb.kv_per_pos * (uint64_t)(o.n_gen + 1) / 2;
+    /* Decoding the token at position q reads q + 1 cached positions; q runs 0 .. n-1
+     * (tgN) or p .. p+n-1 (tgN@pP). */
+    r.kv_bytes = mb.kv_per_pos * (uint64_t)(o.n_gen + 1) / 2;
+    r.kv_bytes_p = mb.kv_per_pos * (uint64_t)o.n_prompt + r.kv_bytes;
     r.kv_cache_bytes = mb.kv_per_pos * (uint64_t)r.n_ctx;
     r.file_bytes = o.model && stat(o.model, &sb) == 0 ? (uint64_t)sb.st_size
                                                      : (uint64_t)r.mi.n_bytes;

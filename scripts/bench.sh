@@ -7,9 +7,11 @@
 #   scripts/bench.sh [TYPE...]                 default: Q8_0 Q4_0 Q4_K Q6_K F16 BF16
 #   scripts/bench.sh --report DIR [TYPE...]    the table of an earlier run's JSON only
 #
-# Roofline is given twice: against the bandwidth each run measured, and against
-# the best bandwidth of all runs in the table (bandwidth is the machine's, not the
-# model's, and other work on the cores only ever lowers a measurement).
+# Generation is given twice, as lmrt-bench measures it: tgN from an empty context
+# (llama-bench's tgN) and tgN@pP after the ppP prompt. tgN's roofline is given twice:
+# against the bandwidth each run measured, and against the best bandwidth of all
+# runs in the table (bandwidth is the machine's, not the model's, and other work on
+# the cores only ever lowers a measurement).
 #
 # Environment (defaults in brackets):
 #   LMRT_MODELS  model cache; missing models are generated there   [/tmp/lmrt-models]
@@ -113,11 +115,29 @@ print("%s, commit %s, LMRT_CPU=%s (%s kernels), %s (%s CPUs), %d threads, "
                                  first["cpu_simd"], cpu, ncpu, first["n_threads"],
                                  first["repeats"]))
 print()
-print("| type | file MiB | pp%d t/s (min..max) | tg%d t/s (min..max) | MiB/token | "
-      "read GB/s | roofline | roofline at %.1f GB/s | peak RSS MiB | budget MiB | RSS | "
-      "load s | load avg |" % (p, n, best_bw))
-print("|------|---------:|-----------------:|-----------------:|----------:|----------:|"
-      "---------:|---------:|-------------:|-----------:|-----|-------:|---------:|")
+print("| type | file MiB | pp%d t/s (min..max) | tg%d t/s (min..max) | roofline | "
+      "roofline at %.1f GB/s | tg%d@p%d t/s (min..max) | roofline | MiB/token (tg, @p) | "
+      "read GB/s | peak RSS MiB | budget MiB | RSS | load s | load avg |"
+      % (p, n, best_bw, n, p))
+print("|------|---------:|-----------------:|-----------------:|---------:|---------:|"
+      "-----------------:|---------:|---------:|----------:|-------------:|-----------:|"
+      "-----|-------:|---------:|")
+
+
+def gen(r, key, bytes_key, roof_key):
+    """'tokens/s (min..max)', roofline, roofline at best_bw and MiB/token of one
+    generation test, or dashes where the run has none (JSON from before tgN@pP was
+    added held the after-prompt test under the tg keys)."""
+    if key + "_tokens_per_s" not in r:
+        return "-", "-", "-", "-"
+    t = r[key + "_tokens_per_s"]
+    return ("%.3f (%.3f..%.3f)" % (t, r[key + "_tokens_per_s_min"],
+                                   r[key + "_tokens_per_s_max"]),
+            "%.1f%%" % (100 * r[roof_key]),
+            "%.1f%%" % (100 * t * r[bytes_key] / (best_bw * 1e9)),
+            "%.1f" % (r[bytes_key] / MIB))
+
+
 failed = False
 for t in types:
     if t not in runs:
@@ -125,17 +145,22 @@ for t in types:
         failed = True
         continue
     r = runs[t]
+    if "tg_after_prompt_tokens_per_s" in r:
+        tg = gen(r, "tg", "bytes_per_token", "roofline_fraction")
+        tgp = gen(r, "tg_after_prompt", "bytes_per_token_after_prompt",
+                  "roofline_fraction_after_prompt")
+    else:
+        tg = gen({}, "tg", "", "")
+        tgp = gen(r, "tg", "bytes_per_token", "roofline_fraction")
     # The budget, computed here from its parts rather than taken from the tool.
     budget = r["model_file_bytes"] + r["kv_cache_bytes"] + 64 * MIB
     ok = r["peak_rss_bytes"] <= budget
     failed |= not ok
-    print("| %s | %.0f | %.2f (%.2f..%.2f) | %.3f (%.3f..%.3f) | %.1f | %.2f | %.1f%% | "
-          "%.1f%% | %.0f | %.0f | %s | %.3f | %.1f..%.1f |" % (
+    print("| %s | %.0f | %.2f (%.2f..%.2f) | %s | %s | %s | %s | %s | %s, %s | %.2f | %.0f | "
+          "%.0f | %s | %.3f | %.1f..%.1f |" % (
               t, r["model_file_bytes"] / MIB,
               r["pp_tokens_per_s"], r["pp_tokens_per_s_min"], r["pp_tokens_per_s_max"],
-              r["tg_tokens_per_s"], r["tg_tokens_per_s_min"], r["tg_tokens_per_s_max"],
-              r["bytes_per_token"] / MIB, r["bandwidth_gb_s"], 100 * r["roofline_fraction"],
-              100 * r["tg_tokens_per_s"] * r["bytes_per_token"] / (best_bw * 1e9),
+              tg[0], tg[1], tg[2], tgp[0], tgp[1], tg[3], tgp[3], r["bandwidth_gb_s"],
               r["peak_rss_bytes"] / MIB, budget / MIB, "PASS" if ok else "FAIL",
               r["load_s"], r["loadavg_start"], r["loadavg_end"]))
 sys.exit(1 if failed else 0)

@@ -169,7 +169,10 @@ class BenchTest(unittest.TestCase):
             "pp_tokens_per_s", "tg_tokens_per_s", "pp_tokens_per_s_min", "pp_tokens_per_s_max",
             "tg_tokens_per_s_min", "tg_tokens_per_s_max", "bytes_per_token",
             "weight_bytes_per_token", "kv_bytes_per_token", "bandwidth_gb_s",
-            "roofline_fraction", "kv_cache_bytes", "peak_rss_bytes", "load_s", "cpu_simd")
+            "roofline_fraction", "kv_cache_bytes", "peak_rss_bytes", "load_s", "cpu_simd",
+            "tg_after_prompt_tokens_per_s", "tg_after_prompt_tokens_per_s_min",
+            "tg_after_prompt_tokens_per_s_max", "kv_bytes_per_token_after_prompt",
+            "bytes_per_token_after_prompt", "roofline_fraction_after_prompt")
 
     def test_json_report_has_every_figure(self):
         rc, out, err = run("lmrt-bench", "-p", "8", "-n", "8", "-r", "2", "-t", "2",
@@ -181,18 +184,23 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(r["model"], "builtin")
         self.assertEqual((r["n_prompt"], r["n_gen"], r["n_ctx"], r["repeats"]), (8, 8, 16, 2))
         self.assertEqual(r["n_threads"], 2)
-        for key in ("pp", "tg"):
+        for key in ("pp", "tg", "tg_after_prompt"):
             self.assertEqual(len(r[key + "_samples"]), 2)
             self.assertGreater(r[key + "_tokens_per_s_min"], 0)
             self.assertLessEqual(r[key + "_tokens_per_s_min"], r[key + "_tokens_per_s"])
             self.assertLessEqual(r[key + "_tokens_per_s"], r[key + "_tokens_per_s_max"])
-        for key in ("bandwidth_gb_s", "roofline_fraction", "peak_rss_bytes", "load_s"):
+        for key in ("bandwidth_gb_s", "roofline_fraction", "roofline_fraction_after_prompt",
+                    "peak_rss_bytes", "load_s"):
             self.assertGreater(r[key], 0, key)
         # stories260K: 5 layers, 4 kv heads of 8, F32 cache: 1280 bytes per position.
         self.assertEqual(r["kv_cache_bytes"], 16 * 1280)
-        self.assertEqual(r["kv_bytes_per_token"], 1280 * 8 + 1280 * 9 // 2)
+        # tg8 decodes positions 0..7 (llama-bench's tg8), tg8@p8 positions 8..15.
+        self.assertEqual(r["kv_bytes_per_token"], 1280 * 9 // 2)
+        self.assertEqual(r["kv_bytes_per_token_after_prompt"], 1280 * 8 + 1280 * 9 // 2)
         self.assertEqual(r["bytes_per_token"],
                          r["weight_bytes_per_token"] + r["kv_bytes_per_token"])
+        self.assertEqual(r["bytes_per_token_after_prompt"],
+                         r["weight_bytes_per_token"] + r["kv_bytes_per_token_after_prompt"])
         # Tied output: the whole token_embd plus one of its 512 rows, at most every tensor.
         self.assertLessEqual(r["weight_bytes_per_token"], r["model_bytes"] * 513 // 512)
         self.assertTrue(r["cpu_simd"])
@@ -203,7 +211,8 @@ class BenchTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertIn("| pp4 ", out)
         self.assertIn("| tg4 ", out)
-        self.assertIn("n_layer x (p + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes", out)
+        self.assertIn("| tg4@p4 ", out)
+        self.assertIn("n_layer x (past + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes", out)
         self.assertIn("bandwidth:", out)
 
     def test_bad_arguments_exit_nonzero(self):
