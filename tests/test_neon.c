@@ -245,7 +245,7 @@ static void mm_run_part(const cpu_kernels *k, const mm_case *c, int32_t t0, int3
 {
     const matmul_kernel *mk = &k->matmul[c->type];
     matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, mk->vec_type,
-                       NULL, 0};
+                       NULL, 0, false};
     void *xq = NULL;
     if (mk->vec_type != GGML_TYPE_F32) {
         const tensor_type_traits *vt = tensor_type_get(mk->vec_type);

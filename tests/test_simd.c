@@ -256,7 +256,8 @@ static void mm_run_part(const cpu_kernels *k, const mm_case *c, int32_t t0, int3
 {
     const matmul_kernel *mk = &k->matmul[c->type];
     assert_non_null(mk->rows);
-    matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, mk->vec_type, NULL, 0};
+    matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, mk->vec_type, NULL, 0,
+                       false};
     void *xq = NULL;
     if (mk->vec_type != GGML_TYPE_F32) {
         const tensor_type_traits *vt = tensor_type_get(mk->vec_type);
@@ -535,7 +536,7 @@ static void packed_run_part(const cpu_kernels *k, const cpu_packed *pk, const mm
     const uint32_t vec = k->matmul[c->type].vec_type;   /* Q8_0, or Q8_K for Q4_K/Q6_K */
     const tensor_type_traits *vt = tensor_type_get(vec);
     matmul_input in = {c->x + (size_t)t0 * (size_t)c->n_cols, nt, c->n_cols, vec, NULL,
-                       (size_t)(c->n_cols / vt->block_elems) * vt->block_bytes};
+                       (size_t)(c->n_cols / vt->block_elems) * vt->block_bytes, false};
     uint8_t *xq = xalloc(in.xq_row_bytes * (size_t)nt);
     for (int32_t t = 0; t < nt; t++)
         k->quantize_row[vec](in.x + (size_t)t * (size_t)c->n_cols,

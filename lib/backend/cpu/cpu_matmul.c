@@ -8,6 +8,7 @@
  * matmul_packed kernel instead, split by 16-row panels. */
 #include <stdalign.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_ops.h"
 #include "base/alloc.h"
@@ -74,12 +75,16 @@ static void matmul_panels(void *arg, int64_t begin, int64_t end, int64_t run_end
 {
     const matmul_job *j = arg;
     float *scratch = cpu_scratch(j->ctx, thread);
+    uint8_t *tables = &j->ctx->tables_type[thread];
     for (int32_t i = 0; i < j->n_packed && begin < end; i++) {
         const int64_t lo = j->first_panel[i], hi = j->first_panel[i + 1];
         if (begin >= hi)
             continue;
         const int64_t e = end < hi ? end : hi, re = run_end < hi ? run_end : hi;
-        j->rows_packed(j->packed[i], &j->in, j->packed_y[i], begin - lo, e - lo, re - lo,
+        matmul_input in = j->in;
+        in.tables_ready = *tables == j->packed[i]->type;
+        *tables = (uint8_t)j->packed[i]->type;
+        j->rows_packed(j->packed[i], &in, j->packed_y[i], begin - lo, e - lo, re - lo,
                        scratch);
         begin = e;
     }
@@ -87,10 +92,11 @@ static void matmul_panels(void *arg, int64_t begin, int64_t end, int64_t run_end
 
 /* Generation's pieces of a balanced run (threadpool_run_balanced): 256 KiB of weights,
  * ~20 us of streaming for one thread, so that a thread the host stalls holds the
- * other up by at most that; each piece repeats the per-call setup (n_tok x blocks,
- * well under 1% at this size). Prompt batches take whole ranges as pieces (a thread
- * may still take a range its owner has not started): their per-call setup is a copy
- * of every token. */
+ * other up by at most that. A thread builds the kernel's per-token tables (x's scales
+ * and bias terms) at its first piece of a weight type and reuses them for the rest of
+ * the run (ctx->tables_type): built per piece, they took 1% of a 1B token in Q4_0.
+ * Prompt batches take whole ranges as pieces (a thread may still take a range its
+ * owner has not started): their per-call setup is a copy of every token. */
 #define BALANCED_PIECE_BYTES ((size_t)256 << 10)
 #define BALANCED_MAX_TOKENS 8
 
@@ -182,6 +188,7 @@ static lmrt_status matmul_run(backend_ctx *ctx, matmul_job *job, int64_t scratch
         const int64_t piece = (int64_t)(BALANCED_PIECE_BYTES / job->max_panel_bytes);
         /* (a piece under one panel is taken as one) */
         const int64_t grain = job->in.n_tok > BALANCED_MAX_TOKENS ? n : piece;
+        memset(ctx->tables_type, GGML_TYPE_COUNT, sizeof ctx->tables_type);
         threadpool_run_balanced(ctx->pool, n, grain, matmul_panels, job);
     } else {
         threadpool_run(ctx->pool, job->w->n_rows, matmul_range, job);

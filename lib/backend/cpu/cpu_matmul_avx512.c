@@ -166,7 +166,7 @@ uint8_t *cpu_q8_avx512_setup(const matmul_input *in, uint32_t type, float *scrat
     float *dx = scratch + nb * (Q8P_BLOCK / 4);
     int32_t *corr = (int32_t *)(void *)(dx + (int64_t)in->n_tok * nb);
     *tk = (q8_tokens){in->xq, in->xq_row_bytes, nb, in->n_tok, dx, corr};
-    for (int32_t t = 0; t < in->n_tok; t++)
+    for (int32_t t = 0; t < in->n_tok && !in->tables_ready; t++)
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *xb = (const uint8_t *)in->xq + (size_t)t * in->xq_row_bytes + (size_t)b * 34;
             dx[t * nb + b] = load_f16(xb);

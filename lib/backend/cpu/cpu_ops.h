@@ -31,6 +31,10 @@ typedef struct matmul_input {
     uint32_t vec_type;           /* GGML_TYPE_F32 (xq unused), GGML_TYPE_Q8_0 or GGML_TYPE_Q8_K */
     const void *xq;              /* [n_tok][xq_row_bytes] */
     size_t xq_row_bytes;
+    /* Packed kernels: this thread's scratch already holds the per-token tables of this
+     * x for w->type (cpu_q8_avx512_setup), left by an earlier piece of the same run
+     * (cpu_matmul.c); false makes the kernel build them. */
+    bool tables_ready;
 } matmul_input;
 
 /* y[t][r] for rows r in [r0, r1) and every token t < in->n_tok.
@@ -131,6 +135,8 @@ void cpu_attention_head_scalar(const attention_params *p, const float *q, const 
                                const float *v, float *out, int32_t t, int32_t h,
                                float *scratch);
 
+#define CPU_MAX_THREADS 1024
+
 struct backend_ctx {
     const cpu_kernels *k;        /* chosen once, from cpu_features, at ctx_create */
     threadpool *pool;
@@ -145,6 +151,9 @@ struct backend_ctx {
     size_t xq_bytes;
     cpu_packed *packed;          /* repacked weights, sorted by src (cpu_repack.c) */
     int32_t n_packed, cap_packed;
+    /* Per thread, during a packed matmul run: the weight type whose per-token tables
+     * the thread's scratch holds (GGML_TYPE_COUNT: none yet). cpu_matmul.c. */
+    uint8_t tables_type[CPU_MAX_THREADS];
 };
 
 /* cpu_repack.c. Repacks `w` for ctx's kernels if they have a packed slot for its type

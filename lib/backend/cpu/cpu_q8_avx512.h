@@ -71,7 +71,8 @@ static inline __m512 cpu_q8_avx512_scales(const uint8_t *const *rows, const q8_s
 }
 
 /* Carves scratch (cpu_matmul_q8_avx512_scratch floats) into the panel and the token
- * table, fills the table; returns the panel (64-byte aligned). */
+ * table, fills the table (unless in->tables_ready: an earlier call on this scratch
+ * left it); returns the panel (64-byte aligned). */
 uint8_t *cpu_q8_avx512_setup(const matmul_input *in, uint32_t type, float *scratch, q8_tokens *tk);
 /* Transposes rows[0..15] (a short panel repeats a row) into panel, for Q8_0 or Q4_0,
  * taking a step of pf (NULL: none) per block. */
