@@ -74,13 +74,13 @@ INLINE void block_dots(uint32_t type, const uint8_t *q, const uint8_t *const *xb
     }
 }
 
-/* Tokens [t0, t0 + NT) against panel p (y: [n_tok][n_rows]); prefetch (the first pass
- * over the panel, which reads it from memory, when the next panel is this run's): asks
- * for the next panel block by block. dx and sx8: per token and block, x's scale and
- * 8 * sum(x). */
+/* Tokens [t0, t0 + NT) against panel p (y: [n_tok][n_rows]); stream: the first pass
+ * over the panel, which reads it from memory, and asks for its blocks a little ahead
+ * into L1; prefetch (that pass, when the next panel is this run's): asks for the next
+ * panel block by block. dx and sx8: per token and block, x's scale and 8 * sum(x). */
 INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input *in, int64_t p,
                          int32_t t0, int NT, const float *dx, const int32_t *sx8, float *y,
-                         bool prefetch)
+                         bool stream, bool prefetch)
 {
     const uint8_t *panel = w->data + (size_t)p * w->panel_bytes;
     const uint8_t *scales = panel + (size_t)w->nb * w->wq_bytes;
@@ -95,6 +95,8 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
             cpu_prefetch_next_panel_l2(panel + (size_t)b * w->wq_bytes,
                                        type == GGML_TYPE_Q8_0 ? 8 : 4, scales + 32 * b,
                                        w->panel_bytes);
+        if (stream)
+            cpu_prefetch_panel_l1(panel + (size_t)b * w->wq_bytes, type == GGML_TYPE_Q8_0 ? 8 : 4);
         const uint8_t *xb[2];
         CPU_UNROLL
         for (int j = 0; j < NT; j++)
@@ -133,8 +135,8 @@ INLINE void panel_all(uint32_t type, const cpu_packed *w, const matmul_input *in
     for (int32_t t = 0; t < in->n_tok;) {
         const int left = in->n_tok - t, nt = left >= 2 ? 2 : 1;
         switch (nt) {
-        case 2: panel_tokens(type, w, in, p, t, 2, dx, sx8, y, prefetch); break;
-        default: panel_tokens(type, w, in, p, t, 1, dx, sx8, y, prefetch); break;
+        case 2: panel_tokens(type, w, in, p, t, 2, dx, sx8, y, t == 0, prefetch); break;
+        default: panel_tokens(type, w, in, p, t, 1, dx, sx8, y, t == 0, prefetch); break;
         }
         prefetch = false;
         t += nt;

@@ -79,9 +79,11 @@ INLINE __m512 step(uint32_t type, const __m512i wv[8], __m512 dw, const q8_token
 }
 
 /* NT tokens from t0 against one panel. Per block: 4 or 8 loads, 8-12 ops to make the
- * operands, then per token 8 vpdpbusd and 5 ops; no transpose, no gather. */
+ * operands, then per token 8 vpdpbusd and 5 ops; no transpose, no gather. `stream`: this
+ * pass reads the panel from beyond L1 (the first over it). */
 INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, const q8_tokens *tk,
-                  int32_t t0, int NT, float *y, int64_t r0, __mmask16 keep, bool prefetch)
+                  int32_t t0, int NT, float *y, int64_t r0, __mmask16 keep, bool prefetch,
+                  bool stream)
 {
     const uint8_t *scales = panel + (size_t)tk->nb * w->wq_bytes;
     __m512 acc[8];
@@ -93,6 +95,8 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
         if (prefetch)   /* into L2: L1 has too few miss buffers for this distance */
             cpu_prefetch_next_panel_l2(q, type == GGML_TYPE_Q8_0 ? 8 : 4, scales + 32 * b,
                                        w->panel_bytes);
+        if (stream)
+            cpu_prefetch_panel_l1(q, type == GGML_TYPE_Q8_0 ? 8 : 4);
         __m512i wv[8];
         load_block(type, q, wv);
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
@@ -105,19 +109,20 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
         _mm512_mask_storeu_ps(y + (size_t)(t0 + j) * (size_t)w->n_rows + (size_t)r0, keep, acc[j]);
 }
 
-/* Tokens [t0, t1) in chunks of up to 8. A first chunk of at most 4 tokens reads the
- * panel from memory and, if `prefetch`, asks for the next; the others find it in cache. */
+/* Tokens [t0, t1) in chunks of up to 8. The first chunk streams the panel in; one of at
+ * most 4 tokens also asks for the next panel if `prefetch`. The others find it in cache. */
 INLINE void tokens_t(uint32_t type, const cpu_packed *w, const uint8_t *panel, const q8_tokens *tk,
                      int32_t t0, int32_t t1, float *y, int64_t r0, __mmask16 keep,
                      bool prefetch)
 {
     for (int32_t t = t0; t < t1;) {
         const int left = t1 - t, nt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        const bool stream = t == t0;
         switch (nt) {
-        case 8: chunk(type, w, panel, tk, t, 8, y, r0, keep, false); break;
-        case 4: chunk(type, w, panel, tk, t, 4, y, r0, keep, prefetch); break;
-        case 2: chunk(type, w, panel, tk, t, 2, y, r0, keep, prefetch); break;
-        default: chunk(type, w, panel, tk, t, 1, y, r0, keep, prefetch); break;
+        case 8: chunk(type, w, panel, tk, t, 8, y, r0, keep, false, stream); break;
+        case 4: chunk(type, w, panel, tk, t, 4, y, r0, keep, prefetch, stream); break;
+        case 2: chunk(type, w, panel, tk, t, 2, y, r0, keep, prefetch, stream); break;
+        default: chunk(type, w, panel, tk, t, 1, y, r0, keep, prefetch, stream); break;
         }
         prefetch = false;
         t += nt;
