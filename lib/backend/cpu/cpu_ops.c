@@ -99,7 +99,6 @@ const cpu_kernels *cpu_kernels_for(cpu_level level)
 
 /* ---- context and scratch ------------------------------------------------ */
 
-
 lmrt_status cpu_ctx_create(int32_t device, int32_t n_threads, backend_ctx **out)
 {
     if (!out)

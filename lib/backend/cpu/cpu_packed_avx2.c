@@ -96,7 +96,8 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
                                        type == GGML_TYPE_Q8_0 ? 8 : 4, scales + 32 * b,
                                        w->panel_bytes);
         if (stream)
-            cpu_prefetch_panel_l1(panel + (size_t)b * w->wq_bytes, type == GGML_TYPE_Q8_0 ? 8 : 4);
+            cpu_prefetch_panel_l1(panel + (size_t)b * w->wq_bytes,
+                                  type == GGML_TYPE_Q8_0 ? 8 : 4);
         const uint8_t *xb[2];
         CPU_UNROLL
         for (int j = 0; j < NT; j++)
