@@ -25,14 +25,15 @@ static inline float q8_load_f16(const uint8_t *p)
 
 /* The scratch of both AVX2 kernels (cpu_matmul_q8_avx2_scratch floats): a built 8-row
  * panel, then per token and block x's scale (*dx) and 8 * sum(x) (*sx8, Q4_0's bias),
- * which this fills from in->xq. Returns the panel. */
+ * which this fills from in->xq (unless in->tables_ready: an earlier piece of the same
+ * run left them). Returns the panel. */
 static inline uint8_t *q8_token_tables(const matmul_input *in, float *scratch, float **dx,
                                        int32_t **sx8)
 {
     const int64_t nb = in->n_cols / 32;
     float *d = scratch + nb * (PANEL_BLOCK_BYTES / 4);              /* [n_tok][nb] */
     int32_t *s8 = (int32_t *)(void *)(d + (int64_t)in->n_tok * nb); /* [n_tok][nb] */
-    for (int32_t t = 0; t < in->n_tok; t++)
+    for (int32_t t = 0; t < in->n_tok && !in->tables_ready; t++)
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *xb = (const uint8_t *)in->xq + (size_t)t * in->xq_row_bytes + (size_t)b * 34;
             d[t * nb + b] = q8_load_f16(xb);
