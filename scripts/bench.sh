@@ -126,10 +126,8 @@ print("|------|---------:|-----------------:|-----------------:|---------:|-----
 
 def gen(r, key, bytes_key, roof_key):
     """'tokens/s (min..max)', roofline, roofline at best_bw and MiB/token of one
-    generation test, or dashes where the run has none (JSON from before tgN@pP was
-    added held the after-prompt test under the tg keys)."""
-    if key + "_tokens_per_s" not in r:
-        return "-", "-", "-", "-"
+    generation test (JSON from before tgN@pP was added holds the after-prompt test
+    under the tg keys, and no tgN)."""
     t = r[key + "_tokens_per_s"]
     return ("%.3f (%.3f..%.3f)" % (t, r[key + "_tokens_per_s_min"],
                                    r[key + "_tokens_per_s_max"]),
@@ -150,7 +148,7 @@ for t in types:
         tgp = gen(r, "tg_after_prompt", "bytes_per_token_after_prompt",
                   "roofline_fraction_after_prompt")
     else:
-        tg = gen({}, "tg", "", "")
+        tg = ("-",) * 4
         tgp = gen(r, "tg", "bytes_per_token", "roofline_fraction")
     # The budget, computed here from its parts rather than taken from the tool.
     budget = r["model_file_bytes"] + r["kv_cache_bytes"] + 64 * MIB

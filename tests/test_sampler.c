@@ -223,7 +223,7 @@ static void greedy_takes_the_first_largest_logit(void **state)
             const int kind = trial % 5;
             for (int32_t i = 0; i < n; i++)   /* a coarse grid: many ties */
                 l[i] = kind == 4 ? -INFINITY : (float)(lcg() % 9) - 8.0f;
-            if (kind == 1)   /* the top value twice, the later one in another chunk */
+            if (kind == 1)   /* the top value twice (in different chunks, mostly) */
                 for (int k = 0; k < 2; k++)
                     l[lcg() % (uint32_t)n] = 0.5f;
             if (kind == 2)   /* zeros of both signs on top */

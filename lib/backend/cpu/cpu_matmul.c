@@ -188,7 +188,7 @@ static lmrt_status matmul_run(backend_ctx *ctx, matmul_job *job, int64_t scratch
         const int64_t piece = (int64_t)(BALANCED_PIECE_BYTES / job->max_panel_bytes);
         /* (a piece under one panel is taken as one) */
         const int64_t grain = job->in.n_tok > BALANCED_MAX_TOKENS ? n : piece;
-        memset(ctx->tables_type, GGML_TYPE_COUNT, sizeof ctx->tables_type);
+        memset(ctx->tables_type, GGML_TYPE_COUNT, (size_t)ctx->n_threads);
         threadpool_run_balanced(ctx->pool, n, grain, matmul_panels, job);
     } else {
         threadpool_run(ctx->pool, job->w->n_rows, matmul_range, job);

@@ -85,6 +85,7 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
     const uint8_t *panel = w->data + (size_t)p * w->panel_bytes;
     const uint8_t *scales = panel + (size_t)w->nb * w->wq_bytes;
     const int64_t r0 = p * CPU_PANEL_ROWS, nb = w->nb;
+    const int lines = type == GGML_TYPE_Q8_0 ? 8 : 4;   /* 64-byte lines per block */
     const int nr = w->n_rows - r0 < CPU_PANEL_ROWS ? (int)(w->n_rows - r0) : CPU_PANEL_ROWS;
     __m256 acc[2][2];
     CPU_UNROLL
@@ -92,12 +93,10 @@ INLINE void panel_tokens(uint32_t type, const cpu_packed *w, const matmul_input 
         acc[j][0] = acc[j][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         if (prefetch)
-            cpu_prefetch_next_panel_l2(panel + (size_t)b * w->wq_bytes,
-                                       type == GGML_TYPE_Q8_0 ? 8 : 4, scales + 32 * b,
+            cpu_prefetch_next_panel_l2(panel + (size_t)b * w->wq_bytes, lines, scales + 32 * b,
                                        w->panel_bytes);
         if (stream)
-            cpu_prefetch_panel_l1(panel + (size_t)b * w->wq_bytes,
-                                  type == GGML_TYPE_Q8_0 ? 8 : 4);
+            cpu_prefetch_panel_l1(panel + (size_t)b * w->wq_bytes, lines);
         const uint8_t *xb[2];
         CPU_UNROLL
         for (int j = 0; j < NT; j++)

@@ -86,6 +86,7 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
                   bool stream)
 {
     const uint8_t *scales = panel + (size_t)tk->nb * w->wq_bytes;
+    const int lines = type == GGML_TYPE_Q8_0 ? 8 : 4;   /* 64-byte lines per block */
     __m512 acc[8];
     CPU_UNROLL
     for (int j = 0; j < NT; j++)
@@ -93,10 +94,9 @@ INLINE void chunk(uint32_t type, const cpu_packed *w, const uint8_t *panel, cons
     for (int64_t b = 0; b < tk->nb; b++) {
         const uint8_t *q = panel + (size_t)b * w->wq_bytes;
         if (prefetch)   /* into L2: L1 has too few miss buffers for this distance */
-            cpu_prefetch_next_panel_l2(q, type == GGML_TYPE_Q8_0 ? 8 : 4, scales + 32 * b,
-                                       w->panel_bytes);
+            cpu_prefetch_next_panel_l2(q, lines, scales + 32 * b, w->panel_bytes);
         if (stream)
-            cpu_prefetch_panel_l1(q, type == GGML_TYPE_Q8_0 ? 8 : 4);
+            cpu_prefetch_panel_l1(q, lines);
         __m512i wv[8];
         load_block(type, q, wv);
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(const void *)(scales + 32 * b)));
