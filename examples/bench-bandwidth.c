@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,14 +243,16 @@ static volatile uint64_t bw_sink;
 #define BW_MIN_PASSES 5
 #define BW_MAX_PASSES 100
 
-double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds)
+/* Passes for at least `seconds` (and at least BW_MIN_PASSES): the best pass's rate, or
+ * with `mean` the rate over all of them (bytes read / seconds spent in passes). */
+static double measure(size_t bytes, int n_threads, double seconds, bool mean)
 {
     size_t per = bytes / (size_t)n_threads / BW_UNIT * BW_UNIT;
     bw_read_fn fn = bw_pick_read();
     unsigned char *buf = NULL;
     bw_worker *w = calloc((size_t)n_threads, sizeof *w);
     pthread_barrier_t start;
-    double best = 0;
+    double best = 0, pass_s = 0, read = 0;
     if (!w || per == 0 || posix_memalign((void **)&buf, 4096, per * (size_t)n_threads) != 0) {
         free(w);
         return 0;
@@ -259,7 +262,8 @@ double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds)
         w[i] = (bw_worker){.start = &start, .p = buf + per * (size_t)i, .n = per, .read = fn};
     if (bw_pass(w, n_threads, &start, 1) >= 0) {   /* each thread faults its own slice in */
         /* Other work on the cores only ever lowers a pass: keep passing for at
-         * least `seconds` so that some pass lands in a quiet moment. */
+         * least `seconds` so that some pass lands in a quiet moment (best), or so
+         * that the mean spans as long a time as what it is compared with. */
         double t_end = bench_now() + seconds;
         for (int pass = 0; pass < BW_MAX_PASSES && (pass < BW_MIN_PASSES || bench_now() < t_end);
              pass++) {
@@ -269,6 +273,8 @@ double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds)
             double rate = (double)(per * (size_t)n_threads) / s;
             if (rate > best)
                 best = rate;
+            pass_s += s;
+            read += (double)(per * (size_t)n_threads);
             for (int i = 0; i < n_threads; i++)
                 bw_sink ^= w[i].sum;
         }
@@ -276,10 +282,16 @@ double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds)
     pthread_barrier_destroy(&start);
     free(buf);
     free(w);
-    return best;
+    return mean ? (pass_s > 0 ? read / pass_s : 0) : best;
 }
 
-double bench_measure_bandwidth_forked(size_t bytes, int n_threads, double seconds)
+double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds)
+{
+    return measure(bytes, n_threads, seconds, false);
+}
+
+/* measure() in a forked child, its rate back through a pipe. */
+static double measure_forked(size_t bytes, int n_threads, double seconds, bool mean)
 {
     int fd[2];
     if (pipe(fd) != 0)
@@ -293,7 +305,7 @@ double bench_measure_bandwidth_forked(size_t bytes, int n_threads, double second
     }
     if (pid == 0) {
         close(fd[0]);
-        double rate = bench_measure_bandwidth(bytes, n_threads, seconds);
+        double rate = measure(bytes, n_threads, seconds, mean);
         _exit(write(fd[1], &rate, sizeof rate) == (ssize_t)sizeof rate ? 0 : 1);
     }
     close(fd[1]);
@@ -311,3 +323,13 @@ double bench_measure_bandwidth_forked(size_t bytes, int n_threads, double second
     return rate > 0 ? rate : 0;
 }
 
+
+double bench_measure_bandwidth_forked(size_t bytes, int n_threads, double seconds)
+{
+    return measure_forked(bytes, n_threads, seconds, false);
+}
+
+double bench_measure_bandwidth_mean_forked(size_t bytes, int n_threads, double seconds)
+{
+    return measure_forked(bytes, n_threads, seconds, true);
+}

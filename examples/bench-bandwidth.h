@@ -9,8 +9,13 @@
 double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds);
 
 /* The same in a forked child, whose buffer never counts in this process's peak RSS;
- * 0 where fork or pipe fails. Only while this process has no other threads. */
+ * 0 where fork or pipe fails. */
 double bench_measure_bandwidth_forked(size_t bytes, int n_threads, double seconds);
+
+/* The mean read bandwidth over passes that fill at least `seconds` (at least 5), in a
+ * forked child: the rate under the conditions of a test that just ran as long, for a
+ * fraction whose two sides are measured alike (lmrt-bench's paired roofline). */
+double bench_measure_bandwidth_mean_forked(size_t bytes, int n_threads, double seconds);
 
 /* Seconds on the monotonic clock. */
 double bench_now(void);

@@ -34,6 +34,13 @@
  * over --bw-seconds, default 3, of a buffer of --bw-mib, default max(1 GiB,
  * weights); before loading, max(1 GiB, model file).
  *
+ * The paired roofline measures its two sides alike: right after each repeat's tgN,
+ * a forked child reads the same buffer for as long as tgN took (at most --bw-seconds,
+ * at least 5 passes) and its mean rate divides that repeat's tokens/s x bytes/token
+ * (tgN@pP's too); the median over the repeats is reported. On a shared host the best
+ * pass above catches a quiet moment that a several-second tgN median does not, so the
+ * fraction against it is biased low; the paired one sees the same neighbours.
+ *
  * Peak RSS is VmHWM (getrusage's ru_maxrss where /proc is missing), taken before the
  * bandwidth buffer is allocated (the first one lives in the child, which neither
  * VmHWM nor ru_maxrss counts); the budget is model file + KV cache + 64 MiB.
@@ -334,6 +341,9 @@ typedef struct report {
     uint64_t kv_bytes, kv_bytes_p;       /* KV read per token by tgN, by tgN@pP */
     size_t bw_buffer;
     double bandwidth;                    /* max(bw_before, bw_after) */
+    const double *bwp;                   /* [repeats] the mean bandwidth after each tgN, or
+                                            NULL where one could not be measured */
+    stats bwps;                          /* of bwp */
     double bw_before, bw_after;          /* before loading (0: not measured), after the runs */
     double load_s, warmup_s, loadavg_start, loadavg_end;
 } report;
@@ -347,6 +357,23 @@ static double roofline(const report *r, double tokens_per_s, uint64_t kv_bytes)
 {
     return r->bandwidth > 0 ? tokens_per_s * (double)(r->weight_bytes + kv_bytes) /
                               r->bandwidth : 0;
+}
+
+/* The median (and spread) over the repeats of tokens/s x bytes/token / the bandwidth
+ * measured right after that repeat's tgN. */
+static stats roofline_paired(const report *r, const double *tokens_per_s, uint64_t kv_bytes)
+{
+    long n = r->o->repeats;
+    double *f = malloc((size_t)n * sizeof *f);
+    if (!f || !r->bwp) {
+        free(f);
+        return (stats){0, 0, 0};
+    }
+    for (long i = 0; i < n; i++)
+        f[i] = tokens_per_s[i] * (double)(r->weight_bytes + kv_bytes) / r->bwp[i];
+    stats st = summarize(f, n);
+    free(f);
+    return st;
 }
 
 static void json_string(const char *s)
@@ -412,6 +439,23 @@ static void print_json(const report *r)
            "  \"roofline_fraction\": %.6g,\n  \"roofline_fraction_after_prompt\": %.6g,\n",
            r->bandwidth / 1e9, r->bw_before / 1e9, r->bw_after / 1e9, r->bw_buffer,
            roofline(r, r->tgs.median, r->kv_bytes), roofline(r, r->tgps.median, r->kv_bytes_p));
+    if (r->bwp) {
+        stats f = roofline_paired(r, r->tg, r->kv_bytes);
+        printf("  \"bandwidth_paired_gb_s\": %.3f,\n  \"bandwidth_paired_samples_gb_s\": [",
+               r->bwps.median / 1e9);
+        for (long i = 0; i < o->repeats; i++)
+            printf(i ? ", %.3f" : "%.3f", r->bwp[i] / 1e9);
+        printf("],\n  \"roofline_fraction_paired\": %.6g,\n"
+               "  \"roofline_fraction_paired_min\": %.6g,\n"
+               "  \"roofline_fraction_paired_max\": %.6g,\n"
+               "  \"roofline_fraction_after_prompt_paired\": %.6g,\n", f.median, f.min, f.max,
+               roofline_paired(r, r->tgp, r->kv_bytes_p).median);
+    } else {
+        printf("  \"bandwidth_paired_gb_s\": null,\n  \"bandwidth_paired_samples_gb_s\": null,\n"
+               "  \"roofline_fraction_paired\": null,\n  \"roofline_fraction_paired_min\": null,\n"
+               "  \"roofline_fraction_paired_max\": null,\n"
+               "  \"roofline_fraction_after_prompt_paired\": null,\n");
+    }
     printf("  \"kv_cache_bytes\": %llu,\n  \"peak_rss_bytes\": %llu,\n"
            "  \"rss_anon_bytes\": %llu,\n  \"rss_file_bytes\": %llu,\n"
            "  \"rss_budget_bytes\": %llu,\n  \"rss_within_budget\": %s,\n",
@@ -467,6 +511,15 @@ static void print_text(const report *r)
     printf("roofline:  tokens/s x bytes/token / bandwidth: %s %.1f%%, %s %.1f%%\n", name[1],
            100 * roofline(r, r->tgs.median, r->kv_bytes), name[2],
            100 * roofline(r, r->tgps.median, r->kv_bytes_p));
+    if (r->bwp) {
+        stats f = roofline_paired(r, r->tg, r->kv_bytes);
+        printf("paired:    each tgN / the mean bandwidth read right after it (median %.2f GB/s,"
+               " %.2f .. %.2f): %s %.1f%% (%.1f .. %.1f%%), %s %.1f%%\n", r->bwps.median / 1e9,
+               r->bwps.min / 1e9, r->bwps.max / 1e9, name[1], 100 * f.median, 100 * f.min,
+               100 * f.max, name[2], 100 * roofline_paired(r, r->tgp, r->kv_bytes_p).median);
+    } else {
+        printf("paired:    not measured (the bandwidth after a tgN could not be measured)\n");
+    }
     printf("memory:    peak RSS %.1f MiB (anon %.1f + file %.1f at the end of a run); budget "
            "file %.1f + KV %.1f + 64 = %.1f MiB: %s\n", (double)r->peak_rss / MIB,
            (double)r->rss_anon / MIB, (double)r->rss_file / MIB, (double)r->file_bytes / MIB,
@@ -535,8 +588,9 @@ int main(int argc, char **argv)
     lmrt_model *model = NULL;
     lmrt_context *ctx = NULL;
     lmrt_session *first = NULL;
-    double *pp = calloc(3 * (size_t)o.repeats, sizeof *pp), *tg = pp ? pp + o.repeats : NULL;
-    double *tgp = pp ? pp + 2 * o.repeats : NULL;
+    double *pp = calloc(4 * (size_t)o.repeats, sizeof *pp), *tg = pp ? pp + o.repeats : NULL;
+    double *tgp = pp ? pp + 2 * o.repeats : NULL, *bwp = pp ? pp + 3 * o.repeats : NULL;
+    int paired = 1;   /* every repeat's paired bandwidth measured */
     int32_t *prompt = NULL;
     model_bytes mb = {0, 0};
     int rc = 1;
@@ -572,6 +626,16 @@ int main(int argc, char **argv)
         goto out;
     }
     b.prompt = prompt;
+    if ((st = count_model_bytes(model, &r.mi, &mb)) != LMRT_OK) {
+        rc = fail(st);
+        goto out;
+    }
+    /* At least 1 GiB and at least the weights, so that no cache holds it. */
+    size_t bw = (size_t)1 << 30;
+    if (o.bw_mib)
+        bw = (size_t)o.bw_mib << 20;
+    else if (mb.weights > bw)
+        bw = (size_t)mb.weights;
     double w0 = bench_now();
     st = warm_up(first, &b);
     r.warmup_s = bench_now() - w0;
@@ -581,14 +645,19 @@ int main(int argc, char **argv)
         st = run_prompt_then_gen(&b, &pp[i], &tgp[i], &r.rss_anon, &r.rss_file);
         if (st == LMRT_OK)
             st = run_gen(&b, &tg[i]);
-        if (st == LMRT_OK)
-            fprintf(stderr, "lmrt-bench: repeat %ld/%ld: pp%ld %.2f tokens/s, tg%ld %.2f "
-                    "tokens/s, tg%ld@p%ld %.2f tokens/s\n", i + 1, o.repeats, o.n_prompt,
-                    pp[i], o.n_gen, tg[i], o.n_gen, o.n_prompt, tgp[i]);
+        if (st != LMRT_OK)
+            break;
+        /* As long as tgN took, now (a child's buffer: not in this process's RSS). */
+        double gen_s = (double)o.n_gen / tg[i];
+        bwp[i] = bench_measure_bandwidth_mean_forked(bw, r.n_threads, gen_s < o.bw_seconds
+                                                                          ? gen_s
+                                                                          : o.bw_seconds);
+        paired = paired && bwp[i] > 0;
+        fprintf(stderr, "lmrt-bench: repeat %ld/%ld: pp%ld %.2f tokens/s, tg%ld %.2f "
+                "tokens/s, tg%ld@p%ld %.2f tokens/s, then %.2f GB/s\n", i + 1, o.repeats,
+                o.n_prompt, pp[i], o.n_gen, tg[i], o.n_gen, o.n_prompt, tgp[i], bwp[i] / 1e9);
     }
     r.peak_rss = peak_rss_bytes();   /* before the bandwidth buffer exists */
-    if (st == LMRT_OK)
-        st = count_model_bytes(model, &r.mi, &mb);
     if (st != LMRT_OK) {
         rc = fail(st);
         goto out;
@@ -599,6 +668,10 @@ int main(int argc, char **argv)
     r.pps = summarize(pp, o.repeats);
     r.tgs = summarize(tg, o.repeats);
     r.tgps = summarize(tgp, o.repeats);
+    if (paired) {
+        r.bwp = bwp;
+        r.bwps = summarize(bwp, o.repeats);
+    }
     r.weight_bytes = mb.weights;
     /* Decoding the token at position q reads q + 1 cached positions; q runs 0 .. n-1
      * (tgN) or p .. p+n-1 (tgN@pP). */
@@ -608,12 +681,6 @@ int main(int argc, char **argv)
     r.file_bytes = o.model && stat(o.model, &sb) == 0 ? (uint64_t)sb.st_size
                                                      : (uint64_t)r.mi.n_bytes;
 
-    /* At least 1 GiB and at least the weights, so that no cache holds it. */
-    size_t bw = (size_t)1 << 30;
-    if (o.bw_mib)
-        bw = (size_t)o.bw_mib << 20;
-    else if (mb.weights > bw)
-        bw = (size_t)mb.weights;
     r.bw_buffer = bw / (size_t)r.n_threads / BENCH_BW_UNIT * BENCH_BW_UNIT * (size_t)r.n_threads;
     r.bw_after = bench_measure_bandwidth(bw, r.n_threads, o.bw_seconds);
     /* Other work on the cores only ever lowers a measurement: keep the larger. */

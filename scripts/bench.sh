@@ -11,7 +11,9 @@
 # (llama-bench's tgN) and tgN@pP after the ppP prompt. tgN's roofline is given twice:
 # against the bandwidth each run measured, and against the best bandwidth of all
 # runs in the table (bandwidth is the machine's, not the model's, and other work on
-# the cores only ever lowers a measurement).
+# the cores only ever lowers a measurement); then "paired": the median over the
+# repeats of each tgN against the mean bandwidth read right after it (lmrt-bench's
+# roofline_fraction_paired; "-" in JSON from before it existed).
 #
 # Environment (defaults in brackets):
 #   LMRT_MODELS  model cache; missing models are generated there   [/tmp/lmrt-models]
@@ -116,12 +118,12 @@ print("%s, commit %s, LMRT_CPU=%s (%s kernels), %s (%s CPUs), %d threads, "
                                  first["repeats"]))
 print()
 print("| type | file MiB | pp%d t/s (min..max) | tg%d t/s (min..max) | roofline | "
-      "roofline at %.1f GB/s | tg%d@p%d t/s (min..max) | roofline | MiB/token (tg, @p) | "
-      "read GB/s | peak RSS MiB | budget MiB | RSS | load s | load avg |"
-      % (p, n, best_bw, n, p))
+      "roofline at %.1f GB/s | paired (min..max) | tg%d@p%d t/s (min..max) | roofline | "
+      "MiB/token (tg, @p) | read GB/s (best, paired) | peak RSS MiB | budget MiB | RSS | "
+      "load s | load avg |" % (p, n, best_bw, n, p))
 print("|------|---------:|-----------------:|-----------------:|---------:|---------:|"
-      "-----------------:|---------:|---------:|----------:|-------------:|-----------:|"
-      "-----|-------:|---------:|")
+      "------------------:|-----------------:|---------:|---------:|----------:|"
+      "-------------:|-----------:|-----|-------:|---------:|")
 
 
 def gen(r, key, bytes_key, roof_key):
@@ -150,15 +152,22 @@ for t in types:
     else:
         tg = ("-",) * 4
         tgp = gen(r, "tg", "bytes_per_token", "roofline_fraction")
+    if r.get("roofline_fraction_paired") is not None:
+        paired = "%.1f%% (%.1f..%.1f%%)" % (100 * r["roofline_fraction_paired"],
+                                            100 * r["roofline_fraction_paired_min"],
+                                            100 * r["roofline_fraction_paired_max"])
+        read = "%.2f, %.2f" % (r["bandwidth_gb_s"], r["bandwidth_paired_gb_s"])
+    else:
+        paired, read = "-", "%.2f, -" % r["bandwidth_gb_s"]
     # The budget, computed here from its parts rather than taken from the tool.
     budget = r["model_file_bytes"] + r["kv_cache_bytes"] + 64 * MIB
     ok = r["peak_rss_bytes"] <= budget
     failed |= not ok
-    print("| %s | %.0f | %.2f (%.2f..%.2f) | %s | %s | %s | %s | %s | %s, %s | %.2f | %.0f | "
+    print("| %s | %.0f | %.2f (%.2f..%.2f) | %s | %s | %s | %s | %s | %s | %s, %s | %s | %.0f | "
           "%.0f | %s | %.3f | %.1f..%.1f |" % (
               t, r["model_file_bytes"] / MIB,
               r["pp_tokens_per_s"], r["pp_tokens_per_s_min"], r["pp_tokens_per_s_max"],
-              tg[0], tg[1], tg[2], tgp[0], tgp[1], tg[3], tgp[3], r["bandwidth_gb_s"],
+              tg[0], tg[1], tg[2], paired, tgp[0], tgp[1], tg[3], tgp[3], read,
               r["peak_rss_bytes"] / MIB, budget / MIB, "PASS" if ok else "FAIL",
               r["load_s"], r["loadavg_start"], r["loadavg_end"]))
 sys.exit(1 if failed else 0)

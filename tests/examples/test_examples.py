@@ -172,7 +172,10 @@ class BenchTest(unittest.TestCase):
             "roofline_fraction", "kv_cache_bytes", "peak_rss_bytes", "load_s", "cpu_simd",
             "tg_after_prompt_tokens_per_s", "tg_after_prompt_tokens_per_s_min",
             "tg_after_prompt_tokens_per_s_max", "kv_bytes_per_token_after_prompt",
-            "bytes_per_token_after_prompt", "roofline_fraction_after_prompt")
+            "bytes_per_token_after_prompt", "roofline_fraction_after_prompt",
+            "bandwidth_paired_gb_s", "bandwidth_paired_samples_gb_s", "roofline_fraction_paired",
+            "roofline_fraction_paired_min", "roofline_fraction_paired_max",
+            "roofline_fraction_after_prompt_paired")
 
     def test_json_report_has_every_figure(self):
         rc, out, err = run("lmrt-bench", "-p", "8", "-n", "8", "-r", "2", "-t", "2",
@@ -192,6 +195,22 @@ class BenchTest(unittest.TestCase):
         for key in ("bandwidth_gb_s", "roofline_fraction", "roofline_fraction_after_prompt",
                     "peak_rss_bytes", "load_s"):
             self.assertGreater(r[key], 0, key)
+        # The paired roofline: each repeat's tgN over the bandwidth read right after it.
+        bw = r["bandwidth_paired_samples_gb_s"]
+        self.assertEqual(len(bw), 2)
+        self.assertGreater(min(bw), 0)
+        self.assertAlmostEqual(r["bandwidth_paired_gb_s"], (bw[0] + bw[1]) / 2, delta=0.002)
+        paired = sorted(t * r["bytes_per_token"] / (b * 1e9) for t, b in zip(r["tg_samples"], bw))
+        self.assertAlmostEqual(r["roofline_fraction_paired_min"], paired[0],
+                               delta=1e-3 * paired[0])
+        self.assertAlmostEqual(r["roofline_fraction_paired_max"], paired[1],
+                               delta=1e-3 * paired[1])
+        self.assertAlmostEqual(r["roofline_fraction_paired"], sum(paired) / 2,
+                               delta=1e-3 * paired[1])
+        after = sorted(t * r["bytes_per_token_after_prompt"] / (b * 1e9)
+                       for t, b in zip(r["tg_after_prompt_samples"], bw))
+        self.assertAlmostEqual(r["roofline_fraction_after_prompt_paired"], sum(after) / 2,
+                               delta=1e-3 * after[1])
         # stories260K: 5 layers, 4 kv heads of 8, F32 cache: 1280 bytes per position.
         self.assertEqual(r["kv_cache_bytes"], 16 * 1280)
         # tg8 decodes positions 0..7 (llama-bench's tg8), tg8@p8 positions 8..15.
@@ -214,6 +233,7 @@ class BenchTest(unittest.TestCase):
         self.assertIn("| tg4@p4 ", out)
         self.assertIn("n_layer x (past + (n+1)/2) x n_head_kv x head_dim x 2 x 4 bytes", out)
         self.assertIn("bandwidth:", out)
+        self.assertIn("paired:", out)
 
     def test_bad_arguments_exit_nonzero(self):
         for args in (["-p", "0"], ["-n", "-1"], ["-r", "0"], ["-t", "x"], ["-p"], ["--bogus"],
