@@ -29,7 +29,7 @@ double bench_now(void)
 /* The roofline needs the best read rate the machine gives, so the loop uses the
  * widest loads this CPU has and prefetches: on a 2-core Sapphire Rapids VM a loop
  * of 16-byte adds reads ~18-20 GB/s where 64-byte loads with prefetch read
- * 26-32 GB/s, and lmrt's own kernels read ~22 GB/s. Each thread reads its slice as
+ * 26-32 GB/s. Each thread reads its slice as
  * two halves in step, a unit from each in turn: on the 2-core Emerald Rapids VM that
  * read 3% faster than one stream (median of 7 alternated runs, 1.00-1.05), and the
  * matmul kernels, which stream a panel while prefetching the next, beat the one-stream
@@ -258,7 +258,7 @@ static double measure(size_t bytes, int n_threads, double seconds, bool mean)
     unsigned char *buf = NULL;
     bw_worker *w = calloc((size_t)n_threads, sizeof *w);
     pthread_barrier_t start;
-    double best = 0, pass_s = 0, read = 0;
+    double best = 0, pass_s = 0, bytes_read = 0;
     if (!w || per == 0 || posix_memalign((void **)&buf, BW_ALIGN, per * (size_t)n_threads) != 0) {
         free(w);
         return 0;
@@ -283,7 +283,7 @@ static double measure(size_t bytes, int n_threads, double seconds, bool mean)
             if (rate > best)
                 best = rate;
             pass_s += s;
-            read += (double)(per * (size_t)n_threads);
+            bytes_read += (double)(per * (size_t)n_threads);
             for (int i = 0; i < n_threads; i++)
                 bw_sink ^= w[i].sum;
         }
@@ -291,7 +291,7 @@ static double measure(size_t bytes, int n_threads, double seconds, bool mean)
     pthread_barrier_destroy(&start);
     free(buf);
     free(w);
-    return mean ? (pass_s > 0 ? read / pass_s : 0) : best;
+    return mean ? (pass_s > 0 ? bytes_read / pass_s : 0) : best;
 }
 
 double bench_measure_bandwidth(size_t bytes, int n_threads, double seconds)

@@ -222,9 +222,10 @@ lmrt_status sampler_sample(sampler *s, const float *logits, int32_t n_vocab,
         /* Greedy on the logits as they are: no candidate table (1.5 MB to write for
          * Llama 3, ~0.8 ms a token). */
         int32_t nan_at;
-        *out_token = first_largest(logits, n_vocab, &nan_at);
-        if (nan_at >= 0)
+        const int32_t best = first_largest(logits, n_vocab, &nan_at);
+        if (nan_at >= 0)   /* *out_token untouched, as on every error */
             return lmrt_fail(LMRT_E_INTERNAL, "sampler: logit %d is NaN", (int)nan_at);
+        *out_token = best;
         return LMRT_OK;
     }
     candidate *cand = scratch;
