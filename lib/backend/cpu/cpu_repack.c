@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "backend/cpu/cpu_arena.h"
 #include "backend/cpu/cpu_ops.h"
 #include "base/alloc.h"
 #include "base/error.h"
@@ -112,7 +113,7 @@ int32_t cpu_pack_shared_count(void)
     return n;
 }
 
-/* Drops one context's hold on pk's copy; the last one unmaps it. */
+/* Drops one context's hold on pk's copy; the last one frees it. */
 static void shared_release(const cpu_packed *pk)
 {
     const tensor_view key = {.type = pk->type, .n_cols = pk->n_cols, .n_rows = pk->n_rows,
@@ -121,7 +122,7 @@ static void shared_release(const cpu_packed *pk)
     bool found;
     int32_t at = table_search(registry, n_registry, &key, &found);
     if (found && --registry[at].refs == 0) {
-        munmap(registry[at].data, registry[at].bytes);
+        cpu_arena_free(registry[at].data, registry[at].bytes);
         memmove(registry + at, registry + at + 1,
                 (size_t)(n_registry - at - 1) * sizeof *registry);
         if (--n_registry == 0) {
@@ -254,20 +255,16 @@ static bool pack_layout(const tensor_view *w, cpu_packed *pk)
     return true;
 }
 
-/* Maps and fills pk->data with w's panels, on ctx's threads; false when the mapping is
+/* Allocates and fills pk->data with w's panels, on ctx's threads; false when memory is
  * refused (then the kernels read the file's layout). */
 static bool pack_new(backend_ctx *ctx, const tensor_view *w, cpu_packed *pk)
 {
-    /* Its own mapping: page-aligned, zero-filled, in huge pages where the system
-     * allows (fewer TLB misses for the generation kernel's stream), and returned to
-     * the system when the last context lets go of it. */
-    void *m = mmap(NULL, pk->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
+    /* zero-filled, page-aligned, in huge pages where the system allows (fewer TLB
+     * misses for the generation kernel's stream: cpu_arena.c), and returned to the
+     * system when the last context lets go of it */
+    pk->data = cpu_arena_alloc(pk->bytes);
+    if (!pk->data)
         return false;
-#if defined(MADV_HUGEPAGE)
-    (void)madvise(m, pk->bytes, MADV_HUGEPAGE);
-#endif
-    pk->data = m;
     const size_t panel_src = (size_t)CPU_PANEL_ROWS * w->row_bytes;
     const int64_t chunk = panel_src >= PACK_CHUNK_BYTES ? 1 : (int64_t)(PACK_CHUNK_BYTES / panel_src);
     for (int64_t p0 = 0; p0 < pk->n_panels; p0 += chunk) {
@@ -313,7 +310,7 @@ static bool shared_acquire(backend_ctx *ctx, const tensor_view *w, cpu_packed *p
     pthread_mutex_lock(&registry_lock);
     at = table_search(registry, n_registry, w, &found);
     if (found) {   /* another context registered it meanwhile */
-        munmap(pk->data, pk->bytes);
+        cpu_arena_free(pk->data, pk->bytes);
         registry[at].refs++;
         pk->data = registry[at].data;
     } else if (table_reserve(&registry, n_registry, &cap_registry)) {
@@ -322,7 +319,7 @@ static bool shared_acquire(backend_ctx *ctx, const tensor_view *w, cpu_packed *p
         registry[at].refs = 1;
         n_registry++;
     } else {
-        munmap(pk->data, pk->bytes);
+        cpu_arena_free(pk->data, pk->bytes);
         ok = false;
     }
     pthread_mutex_unlock(&registry_lock);
