@@ -162,10 +162,10 @@ static stats summarize(const double *samples, long n)
 
 /* ---- memory: resident set sizes ------------------------------------------ */
 
-/* A "Key:   N kB" line of /proc/self/status in bytes, or 0 where there is none. */
-static uint64_t proc_status_bytes(const char *key)
+/* A "Key:   N kB" line of a /proc file in bytes, or 0 where there is none. */
+static uint64_t proc_kb_line_bytes(const char *path, const char *key)
 {
-    FILE *f = fopen("/proc/self/status", "r");
+    FILE *f = fopen(path, "r");
     if (!f)
         return 0;
     char line[256];
@@ -195,7 +195,7 @@ static double load_average(void)
 
 static uint64_t peak_rss_bytes(void)
 {
-    uint64_t hwm = proc_status_bytes("VmHWM");
+    uint64_t hwm = proc_kb_line_bytes("/proc/self/status", "VmHWM");
     if (hwm)
         return hwm;
     struct rusage ru;
@@ -271,11 +271,15 @@ static lmrt_status new_session(const bench *b, lmrt_session **out)
     return st;
 }
 
-/* ppP then tgN@pP on a fresh session; tokens per second of each. *rss_anon and
- * *rss_file get the process's resident memory at the end, session still open (its
- * cache is as full as a run's gets). */
-static lmrt_status run_prompt_then_gen(const bench *b, double *pp, double *tg,
-                                       uint64_t *rss_anon, uint64_t *rss_file)
+/* Resident memory: anonymous, of it in transparent huge pages, and file-backed. */
+typedef struct rss_parts {
+    uint64_t anon, anon_huge, file;
+} rss_parts;
+
+/* ppP then tgN@pP on a fresh session; tokens per second of each. *rss gets the
+ * process's resident memory at the end, session still open (its cache is as full as a
+ * run's gets). */
+static lmrt_status run_prompt_then_gen(const bench *b, double *pp, double *tg, rss_parts *rss)
 {
     lmrt_session *s = NULL;
     lmrt_status st = new_session(b, &s);
@@ -289,8 +293,10 @@ static lmrt_status run_prompt_then_gen(const bench *b, double *pp, double *tg,
         st = lmrt_session_next_token(s, &token, NULL, 0, NULL);
     }
     double t2 = bench_now();
-    *rss_anon = proc_status_bytes("RssAnon");
-    *rss_file = proc_status_bytes("RssFile");
+    rss->anon = proc_kb_line_bytes("/proc/self/status", "RssAnon");
+    rss->file = proc_kb_line_bytes("/proc/self/status", "RssFile");
+    /* the repacked weights stream faster from huge pages: how many they got */
+    rss->anon_huge = proc_kb_line_bytes("/proc/self/smaps_rollup", "AnonHugePages");
     lmrt_session_free(s);
     *pp = (double)b->n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
     *tg = (double)b->n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9);
@@ -337,7 +343,8 @@ typedef struct report {
     int32_t n_ctx;
     const double *pp, *tg, *tgp;         /* ppP, tgN, tgN@pP */
     stats pps, tgs, tgps;
-    uint64_t file_bytes, kv_cache_bytes, weight_bytes, peak_rss, rss_anon, rss_file;
+    uint64_t file_bytes, kv_cache_bytes, weight_bytes, peak_rss;
+    rss_parts rss;                       /* at the end of the last ppP + tgN@pP */
     uint64_t kv_bytes, kv_bytes_p;       /* KV read per token by tgN, by tgN@pP */
     size_t bw_buffer;
     double bandwidth;                    /* max(bw_before, bw_after) */
@@ -457,10 +464,12 @@ static void print_json(const report *r)
                "  \"roofline_fraction_after_prompt_paired\": null,\n");
     }
     printf("  \"kv_cache_bytes\": %llu,\n  \"peak_rss_bytes\": %llu,\n"
-           "  \"rss_anon_bytes\": %llu,\n  \"rss_file_bytes\": %llu,\n"
+           "  \"rss_anon_bytes\": %llu,\n  \"rss_anon_huge_bytes\": %llu,\n"
+           "  \"rss_file_bytes\": %llu,\n"
            "  \"rss_budget_bytes\": %llu,\n  \"rss_within_budget\": %s,\n",
            (unsigned long long)r->kv_cache_bytes, (unsigned long long)r->peak_rss,
-           (unsigned long long)r->rss_anon, (unsigned long long)r->rss_file,
+           (unsigned long long)r->rss.anon, (unsigned long long)r->rss.anon_huge,
+           (unsigned long long)r->rss.file,
            (unsigned long long)budget(r), r->peak_rss <= budget(r) ? "true" : "false");
     printf("  \"load_s\": %.4f,\n  \"warmup_s\": %.4f,\n", r->load_s, r->warmup_s);
     printf("  \"loadavg_start\": %.2f,\n  \"loadavg_end\": %.2f\n}\n", r->loadavg_start,
@@ -520,9 +529,10 @@ static void print_text(const report *r)
     } else {
         printf("paired:    not measured (the bandwidth after a tgN could not be measured)\n");
     }
-    printf("memory:    peak RSS %.1f MiB (anon %.1f + file %.1f at the end of a run); budget "
-           "file %.1f + KV %.1f + 64 = %.1f MiB: %s\n", (double)r->peak_rss / MIB,
-           (double)r->rss_anon / MIB, (double)r->rss_file / MIB, (double)r->file_bytes / MIB,
+    printf("memory:    peak RSS %.1f MiB (anon %.1f, %.1f of it in huge pages, + file %.1f at "
+           "the end of a run); budget file %.1f + KV %.1f + 64 = %.1f MiB: %s\n",
+           (double)r->peak_rss / MIB, (double)r->rss.anon / MIB, (double)r->rss.anon_huge / MIB,
+           (double)r->rss.file / MIB, (double)r->file_bytes / MIB,
            (double)r->kv_cache_bytes / MIB, (double)limit / MIB,
            r->peak_rss <= limit ? "within" : "OVER");
 }
@@ -642,7 +652,7 @@ int main(int argc, char **argv)
     lmrt_session_free(first);
     first = NULL;
     for (long i = 0; st == LMRT_OK && i < o.repeats; i++) {
-        st = run_prompt_then_gen(&b, &pp[i], &tgp[i], &r.rss_anon, &r.rss_file);
+        st = run_prompt_then_gen(&b, &pp[i], &tgp[i], &r.rss);
         if (st == LMRT_OK)
             st = run_gen(&b, &tg[i]);
         if (st != LMRT_OK)
