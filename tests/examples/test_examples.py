@@ -251,5 +251,49 @@ class BenchTest(unittest.TestCase):
         self.assertIn("LMRT_E_IO", err)
 
 
+class AbTest(Scratch):
+    """lmrt-ab: two copies of this build's library side by side on the built-in model."""
+
+    def library_copies(self):
+        lib = os.path.realpath(os.path.join(EXAMPLES, "..", "lib", "liblmrt.so"))
+        paths = []
+        for name in ("a.so", "b.so"):
+            with open(lib, "rb") as f:
+                paths.append(self.file(name, f.read()))
+        return paths
+
+    def test_json_report(self):
+        a, b = self.library_copies()
+        rc, out, err = run("lmrt-ab", a, b, "-n", "4", "-r", "3", "-t", "2", "--json")
+        self.assertEqual(rc, 0, err)
+        r = json.loads(out)
+        self.assertEqual((r["lib_a"], r["lib_b"], r["model"]), (a, b, "builtin"))
+        self.assertEqual((r["n_gen"], r["rounds"], r["n_threads"]), (4, 3, 2))
+        self.assertEqual(len(r["ratios"]), 3)
+        self.assertAlmostEqual(r["ratio"], sorted(r["ratios"])[1], delta=1e-4)
+        self.assertAlmostEqual(r["ratio_min"], min(r["ratios"]), delta=1e-4)
+        self.assertEqual(r["b_wins"], sum(x > 1 for x in r["ratios"]))
+        self.assertGreater(r["a_tokens_per_s"], 0)
+        self.assertGreater(r["b_tokens_per_s"], 0)
+        self.assertEqual(r["rounds_with_other_tokens"], 0)   # one build: same tokens
+
+    def test_text_report_and_refusals(self):
+        a, b = self.library_copies()
+        rc, out, err = run("lmrt-ab", a, b, "-n", "3", "-r", "2")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("B/A per round: median", out)
+        self.assertIn("tokens: the same in every round", out)
+        rc, out, err = run("lmrt-ab", a, a, "-n", "3", "-r", "1")   # one library
+        self.assertEqual(rc, 1)
+        self.assertIn("one library", err)
+        for args in ([a], [a, b, "-r", "0"], [a, b, "-n", "x"], [a, b, "--bogus"]):
+            rc, out, err = run("lmrt-ab", *args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn("usage:", err)
+        rc, out, err = run("lmrt-ab", a, os.path.join(self.dir.name, "none.so"))
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "")
+
+
 if __name__ == "__main__":
     unittest.main(argv=[sys.argv[0], "-v"])
