@@ -271,9 +271,10 @@ static lmrt_status new_session(const bench *b, lmrt_session **out)
     return st;
 }
 
-/* Resident memory: anonymous, of it in transparent huge pages, and file-backed. */
+/* Resident memory: anonymous and file-backed, and of each what is mapped as 2 MiB
+ * huge pages. */
 typedef struct rss_parts {
-    uint64_t anon, anon_huge, file;
+    uint64_t anon, anon_huge, file, file_huge;
 } rss_parts;
 
 /* ppP then tgN@pP on a fresh session; tokens per second of each. *rss gets the
@@ -295,8 +296,11 @@ static lmrt_status run_prompt_then_gen(const bench *b, double *pp, double *tg, r
     double t2 = bench_now();
     rss->anon = proc_kb_line_bytes("/proc/self/status", "RssAnon");
     rss->file = proc_kb_line_bytes("/proc/self/status", "RssFile");
-    /* the repacked weights stream faster from huge pages: how many they got */
+    /* Weights stream faster from huge pages: how many the repacked ones got, and the
+     * weights read in place from the file (F16, BF16), which get them only where the
+     * page cache holds the file in 2 MiB folios. */
     rss->anon_huge = proc_kb_line_bytes("/proc/self/smaps_rollup", "AnonHugePages");
+    rss->file_huge = proc_kb_line_bytes("/proc/self/smaps_rollup", "FilePmdMapped");
     lmrt_session_free(s);
     *pp = (double)b->n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
     *tg = (double)b->n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9);
@@ -465,11 +469,11 @@ static void print_json(const report *r)
     }
     printf("  \"kv_cache_bytes\": %llu,\n  \"peak_rss_bytes\": %llu,\n"
            "  \"rss_anon_bytes\": %llu,\n  \"rss_anon_huge_bytes\": %llu,\n"
-           "  \"rss_file_bytes\": %llu,\n"
+           "  \"rss_file_bytes\": %llu,\n  \"rss_file_huge_bytes\": %llu,\n"
            "  \"rss_budget_bytes\": %llu,\n  \"rss_within_budget\": %s,\n",
            (unsigned long long)r->kv_cache_bytes, (unsigned long long)r->peak_rss,
            (unsigned long long)r->rss.anon, (unsigned long long)r->rss.anon_huge,
-           (unsigned long long)r->rss.file,
+           (unsigned long long)r->rss.file, (unsigned long long)r->rss.file_huge,
            (unsigned long long)budget(r), r->peak_rss <= budget(r) ? "true" : "false");
     printf("  \"load_s\": %.4f,\n  \"warmup_s\": %.4f,\n", r->load_s, r->warmup_s);
     printf("  \"loadavg_start\": %.2f,\n  \"loadavg_end\": %.2f\n}\n", r->loadavg_start,
@@ -529,10 +533,11 @@ static void print_text(const report *r)
     } else {
         printf("paired:    not measured (the bandwidth after a tgN could not be measured)\n");
     }
-    printf("memory:    peak RSS %.1f MiB (anon %.1f, %.1f of it in huge pages, + file %.1f at "
-           "the end of a run); budget file %.1f + KV %.1f + 64 = %.1f MiB: %s\n",
-           (double)r->peak_rss / MIB, (double)r->rss.anon / MIB, (double)r->rss.anon_huge / MIB,
-           (double)r->rss.file / MIB, (double)r->file_bytes / MIB,
+    printf("memory:    peak RSS %.1f MiB (anon %.1f + file %.1f at the end of a run, in huge "
+           "pages %.1f + %.1f); budget file %.1f + KV %.1f + 64 = %.1f MiB: %s\n",
+           (double)r->peak_rss / MIB, (double)r->rss.anon / MIB, (double)r->rss.file / MIB,
+           (double)r->rss.anon_huge / MIB, (double)r->rss.file_huge / MIB,
+           (double)r->file_bytes / MIB,
            (double)r->kv_cache_bytes / MIB, (double)limit / MIB,
            r->peak_rss <= limit ? "within" : "OVER");
 }

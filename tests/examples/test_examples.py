@@ -176,7 +176,7 @@ class BenchTest(unittest.TestCase):
             "bandwidth_paired_gb_s", "bandwidth_paired_samples_gb_s", "roofline_fraction_paired",
             "roofline_fraction_paired_min", "roofline_fraction_paired_max",
             "roofline_fraction_after_prompt_paired", "rss_anon_bytes", "rss_anon_huge_bytes",
-            "rss_file_bytes")
+            "rss_file_bytes", "rss_file_huge_bytes")
 
     def test_json_report_has_every_figure(self):
         rc, out, err = run("lmrt-bench", "-p", "8", "-n", "8", "-r", "2", "-t", "2",
@@ -214,6 +214,7 @@ class BenchTest(unittest.TestCase):
                                delta=1e-3 * after[1])
         self.assertGreater(r["rss_anon_bytes"], 0)
         self.assertLessEqual(r["rss_anon_huge_bytes"], r["rss_anon_bytes"])
+        self.assertLessEqual(r["rss_file_huge_bytes"], r["rss_file_bytes"])
         # stories260K: 5 layers, 4 kv heads of 8, F32 cache: 1280 bytes per position.
         self.assertEqual(r["kv_cache_bytes"], 16 * 1280)
         # tg8 decodes positions 0..7 (llama-bench's tg8), tg8@p8 positions 8..15.
