@@ -2,6 +2,7 @@
  * denominator of its roofline: n threads each read their own slice of a buffer, the
  * best pass counts. Plain C and pthreads; no lmrt. */
 #include "bench-bandwidth.h"
+#include "bench-stats.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,13 +19,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-
-double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* The roofline needs the best read rate the machine gives, so the loop uses the
  * widest loads this CPU has and prefetches: on a 2-core Sapphire Rapids VM a loop

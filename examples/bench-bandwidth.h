@@ -17,9 +17,6 @@ double bench_measure_bandwidth_forked(size_t bytes, int n_threads, double second
  * fraction whose two sides are measured alike (lmrt-bench's paired roofline). */
 double bench_measure_bandwidth_mean_forked(size_t bytes, int n_threads, double seconds);
 
-/* Seconds on the monotonic clock. */
-double bench_now(void);
-
 /* Bytes per loop iteration: each thread's slice is a multiple of it. */
 #define BENCH_BW_UNIT 256
 

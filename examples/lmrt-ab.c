@@ -19,9 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lmrt.h"
+
+#include "bench-stats.h"
 
 #define MAX_ROUNDS 999
 
@@ -55,13 +56,6 @@ typedef struct options {
     long n_gen, rounds, threads;
     int json;
 } options;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int usage(const char *why)
 {
@@ -192,12 +186,12 @@ static double run_tg(const build *b, long n, int32_t *tokens)
     if (st == LMRT_OK)
         st = b->session_set_sampler(s, &greedy);
     tokens[0] = 1;   /* a fixed first token */
-    double t0 = now_s();
+    double t0 = bench_now();
     if (st == LMRT_OK)
         st = b->feed_tokens(s, tokens, 1);
     for (long i = 1; st == LMRT_OK && i < n; i++)
         st = b->next_token(s, &tokens[i], NULL, 0, NULL);
-    double t1 = now_s();
+    double t1 = bench_now();
     if (s)
         b->session_free(s);
     if (st != LMRT_OK) {
@@ -207,38 +201,20 @@ static double run_tg(const build *b, long n, int32_t *tokens)
     return (double)n / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of n samples (sorted in a copy), min and max. */
-static void summarize(const double *v, long n, double out[3])
-{
-    double s[MAX_ROUNDS];
-    memcpy(s, v, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    out[0] = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-    out[1] = s[0];
-    out[2] = s[n - 1];
-}
-
 static void report(const options *o, const build b[2], const double *tps[2],
                    const double *ratio, long wins, long differ)
 {
-    double sa[3], sb[3], sr[3];
-    summarize(tps[0], o->rounds, sa);
-    summarize(tps[1], o->rounds, sb);
-    summarize(ratio, o->rounds, sr);
+    const bench_stats sa = bench_summarize(tps[0], o->rounds),
+                      sb = bench_summarize(tps[1], o->rounds),
+                      sr = bench_summarize(ratio, o->rounds);
     if (o->json) {
         printf("{\n  \"lib_a\": \"%s\",\n  \"lib_b\": \"%s\",\n  \"model\": \"%s\",\n",
                b[0].path, b[1].path, o->model ? o->model : "builtin");
         printf("  \"n_gen\": %ld,\n  \"rounds\": %ld,\n  \"n_threads\": %ld,\n", o->n_gen,
                o->rounds, o->threads);
-        printf("  \"a_tokens_per_s\": %.4f,\n  \"b_tokens_per_s\": %.4f,\n", sa[0], sb[0]);
-        printf("  \"ratio\": %.5f,\n  \"ratio_min\": %.5f,\n  \"ratio_max\": %.5f,\n", sr[0],
-               sr[1], sr[2]);
+        printf("  \"a_tokens_per_s\": %.4f,\n  \"b_tokens_per_s\": %.4f,\n", sa.median, sb.median);
+        printf("  \"ratio\": %.5f,\n  \"ratio_min\": %.5f,\n  \"ratio_max\": %.5f,\n", sr.median,
+               sr.min, sr.max);
         printf("  \"b_wins\": %ld,\n  \"rounds_with_other_tokens\": %ld,\n  \"ratios\": [",
                wins, differ);
         for (long r = 0; r < o->rounds; r++)
@@ -249,10 +225,10 @@ static void report(const options *o, const build b[2], const double *tps[2],
     printf("A %s (%s)\nB %s (%s)\nmodel %s, tg%ld, %ld threads, %ld rounds, order "
            "alternating\n", b[0].path, b[0].version(), b[1].path, b[1].version(),
            o->model ? o->model : "builtin", o->n_gen, o->threads, o->rounds);
-    printf("A %.2f tok/s (%.2f .. %.2f), B %.2f tok/s (%.2f .. %.2f), medians\n", sa[0],
-           sa[1], sa[2], sb[0], sb[1], sb[2]);
+    printf("A %.2f tok/s (%.2f .. %.2f), B %.2f tok/s (%.2f .. %.2f), medians\n", sa.median,
+           sa.min, sa.max, sb.median, sb.min, sb.max);
     printf("B/A per round: median %.3f (%.3f .. %.3f), B faster in %ld of %ld rounds\n",
-           sr[0], sr[1], sr[2], wins, o->rounds);
+           sr.median, sr.min, sr.max, wins, o->rounds);
     printf("tokens: %s\n", differ ? "DIFFER between the builds" : "the same in every round");
 }
 

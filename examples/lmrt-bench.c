@@ -57,6 +57,7 @@
 #include <lmrt.h>
 
 #include "bench-bandwidth.h"
+#include "bench-stats.h"
 
 #define MIB (1024.0 * 1024.0)
 #define RSS_SLACK ((uint64_t)64 << 20)   /* the budget's allowance beyond file + KV */
@@ -136,48 +137,25 @@ static int parse_args(int argc, char **argv, options *o)
     return 0;
 }
 
-/* ---- statistics over repeats --------------------------------------------- */
-
-typedef struct stats {
-    double median, min, max;
-} stats;
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static stats summarize(const double *samples, long n)
-{
-    double *s = malloc((size_t)n * sizeof *s);
-    if (!s)
-        return (stats){samples[0], samples[0], samples[0]};
-    memcpy(s, samples, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    stats r = {n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, s[0], s[n - 1]};
-    free(s);
-    return r;
-}
-
 /* ---- memory: resident set sizes ------------------------------------------ */
 
-/* A "Key:   N kB" line of a /proc file in bytes, or 0 where there is none. */
-static uint64_t proc_kb_line_bytes(const char *path, const char *key)
+/* The "Key:   N kB" lines of a /proc file named by keys[0..n), in bytes, into
+ * bytes[0..n) (0 where a key has none), reading the file once. */
+static void proc_kb_lines(const char *path, const char *const *keys, int n, uint64_t *bytes)
 {
+    for (int i = 0; i < n; i++)
+        bytes[i] = 0;
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
+        return;
     char line[256];
-    size_t klen = strlen(key);
-    uint64_t bytes = 0;
     while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, klen) && line[klen] == ':') {
-            bytes = strtoull(line + klen + 1, NULL, 10) * 1024;
-            break;
+        for (int i = 0; i < n; i++) {
+            size_t klen = strlen(keys[i]);
+            if (!strncmp(line, keys[i], klen) && line[klen] == ':')
+                bytes[i] = strtoull(line + klen + 1, NULL, 10) * 1024;
         }
     fclose(f);
-    return bytes;
 }
 
 /* The 1-minute load average (other work competing for the cores), or -1. */
@@ -195,7 +173,8 @@ static double load_average(void)
 
 static uint64_t peak_rss_bytes(void)
 {
-    uint64_t hwm = proc_kb_line_bytes("/proc/self/status", "VmHWM");
+    uint64_t hwm;
+    proc_kb_lines("/proc/self/status", (const char *const[]){"VmHWM"}, 1, &hwm);
     if (hwm)
         return hwm;
     struct rusage ru;
@@ -294,13 +273,17 @@ static lmrt_status run_prompt_then_gen(const bench *b, double *pp, double *tg, r
         st = lmrt_session_next_token(s, &token, NULL, 0, NULL);
     }
     double t2 = bench_now();
-    rss->anon = proc_kb_line_bytes("/proc/self/status", "RssAnon");
-    rss->file = proc_kb_line_bytes("/proc/self/status", "RssFile");
+    uint64_t v[2];
+    proc_kb_lines("/proc/self/status", (const char *const[]){"RssAnon", "RssFile"}, 2, v);
+    rss->anon = v[0];
+    rss->file = v[1];
     /* Weights stream faster from huge pages: how many the repacked ones got, and the
      * weights read in place from the file (F16, BF16), which get them only where the
      * page cache holds the file in 2 MiB folios. */
-    rss->anon_huge = proc_kb_line_bytes("/proc/self/smaps_rollup", "AnonHugePages");
-    rss->file_huge = proc_kb_line_bytes("/proc/self/smaps_rollup", "FilePmdMapped");
+    proc_kb_lines("/proc/self/smaps_rollup",
+                  (const char *const[]){"AnonHugePages", "FilePmdMapped"}, 2, v);
+    rss->anon_huge = v[0];
+    rss->file_huge = v[1];
     lmrt_session_free(s);
     *pp = (double)b->n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9);
     *tg = (double)b->n_gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9);
@@ -346,7 +329,7 @@ typedef struct report {
     int n_threads;
     int32_t n_ctx;
     const double *pp, *tg, *tgp;         /* ppP, tgN, tgN@pP */
-    stats pps, tgs, tgps;
+    bench_stats pps, tgs, tgps;
     uint64_t file_bytes, kv_cache_bytes, weight_bytes, peak_rss;
     rss_parts rss;                       /* at the end of the last ppP + tgN@pP */
     uint64_t kv_bytes, kv_bytes_p;       /* KV read per token by tgN, by tgN@pP */
@@ -354,7 +337,7 @@ typedef struct report {
     double bandwidth;                    /* max(bw_before, bw_after) */
     const double *bwp;                   /* [repeats] the mean bandwidth after each tgN, or
                                             NULL where one could not be measured */
-    stats bwps;                          /* of bwp */
+    bench_stats bwps;                    /* of bwp */
     double bw_before, bw_after;          /* before loading (0: not measured), after the runs */
     double load_s, warmup_s, loadavg_start, loadavg_end;
 } report;
@@ -372,17 +355,18 @@ static double roofline(const report *r, double tokens_per_s, uint64_t kv_bytes)
 
 /* The median (and spread) over the repeats of tokens/s x bytes/token / the bandwidth
  * measured right after that repeat's tgN. */
-static stats roofline_paired(const report *r, const double *tokens_per_s, uint64_t kv_bytes)
+static bench_stats roofline_paired(const report *r, const double *tokens_per_s,
+                                   uint64_t kv_bytes)
 {
     long n = r->o->repeats;
     double *f = malloc((size_t)n * sizeof *f);
     if (!f || !r->bwp) {
         free(f);
-        return (stats){0, 0, 0};
+        return (bench_stats){0, 0, 0};
     }
     for (long i = 0; i < n; i++)
         f[i] = tokens_per_s[i] * (double)(r->weight_bytes + kv_bytes) / r->bwp[i];
-    stats st = summarize(f, n);
+    bench_stats st = bench_summarize(f, n);
     free(f);
     return st;
 }
@@ -402,7 +386,7 @@ static void json_string(const char *s)
     putchar('"');
 }
 
-static void json_samples(const char *key, const double *v, long n, stats s)
+static void json_samples(const char *key, const double *v, long n, bench_stats s)
 {
     printf("  \"%s_tokens_per_s\": %.4f,\n  \"%s_tokens_per_s_min\": %.4f,\n"
            "  \"%s_tokens_per_s_max\": %.4f,\n  \"%s_samples\": [", key, s.median, key, s.min,
@@ -451,7 +435,7 @@ static void print_json(const report *r)
            r->bandwidth / 1e9, r->bw_before / 1e9, r->bw_after / 1e9, r->bw_buffer,
            roofline(r, r->tgs.median, r->kv_bytes), roofline(r, r->tgps.median, r->kv_bytes_p));
     if (r->bwp) {
-        stats f = roofline_paired(r, r->tg, r->kv_bytes);
+        bench_stats f = roofline_paired(r, r->tg, r->kv_bytes);
         printf("  \"bandwidth_paired_gb_s\": %.3f,\n  \"bandwidth_paired_samples_gb_s\": [",
                r->bwps.median / 1e9);
         for (long i = 0; i < o->repeats; i++)
@@ -497,7 +481,7 @@ static void print_text(const report *r)
     snprintf(name[0], sizeof name[0], "pp%ld", o->n_prompt);
     snprintf(name[1], sizeof name[1], "tg%ld", o->n_gen);
     snprintf(name[2], sizeof name[2], "tg%ld@p%ld", o->n_gen, o->n_prompt);
-    const stats *st[3] = {&r->pps, &r->tgs, &r->tgps};
+    const bench_stats *st[3] = {&r->pps, &r->tgs, &r->tgps};
     printf("| test         | tokens/s (median) | min .. max          | repeats |\n"
            "|--------------|------------------:|---------------------|--------:|\n");
     for (int i = 0; i < 3; i++)
@@ -525,7 +509,7 @@ static void print_text(const report *r)
            100 * roofline(r, r->tgs.median, r->kv_bytes), name[2],
            100 * roofline(r, r->tgps.median, r->kv_bytes_p));
     if (r->bwp) {
-        stats f = roofline_paired(r, r->tg, r->kv_bytes);
+        bench_stats f = roofline_paired(r, r->tg, r->kv_bytes);
         printf("paired:    each tgN / the mean bandwidth read right after it (median %.2f GB/s,"
                " %.2f .. %.2f): %s %.1f%% (%.1f .. %.1f%%), %s %.1f%%\n", r->bwps.median / 1e9,
                r->bwps.min / 1e9, r->bwps.max / 1e9, name[1], 100 * f.median, 100 * f.min,
@@ -680,12 +664,12 @@ int main(int argc, char **argv)
     r.pp = pp;
     r.tg = tg;
     r.tgp = tgp;
-    r.pps = summarize(pp, o.repeats);
-    r.tgs = summarize(tg, o.repeats);
-    r.tgps = summarize(tgp, o.repeats);
+    r.pps = bench_summarize(pp, o.repeats);
+    r.tgs = bench_summarize(tg, o.repeats);
+    r.tgps = bench_summarize(tgp, o.repeats);
     if (paired) {
         r.bwp = bwp;
-        r.bwps = summarize(bwp, o.repeats);
+        r.bwps = bench_summarize(bwp, o.repeats);
     }
     r.weight_bytes = mb.weights;
     /* Decoding the token at position q reads q + 1 cached positions; q runs 0 .. n-1
